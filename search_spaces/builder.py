@@ -1,0 +1,81 @@
+"""Build a plain `nn.Module` from an `Arch`: stem, stages, head, classifier (or a decoder)."""
+from __future__ import annotations
+
+from torch import nn
+
+from ops import build_op
+
+from .arch import Arch, Classifier, Layer
+
+
+def build_layer(layer: Layer, c_in: int) -> nn.Sequential:
+    """One layer position: the op (strided, or at stride 1 followed by a blurpool), then its plug-ins."""
+    modules: list[nn.Module] = []
+    if layer.downsample == "blurpool" and layer.stride > 1:
+        modules.append(build_op(layer.op, c_in, layer.c_out, 1, **layer.kwargs))
+        modules.append(build_op("blurpool", layer.c_out, layer.c_out, layer.stride))
+    else:
+        modules.append(build_op(layer.op, c_in, layer.c_out, layer.stride, **layer.kwargs))
+    c = layer.c_out
+    for p in layer.plugins:
+        modules.append(build_op(p.op, c, p.c_out, p.stride, **p.kwargs))
+        c = p.c_out
+    return nn.Sequential(*modules)
+
+
+def layer_out_channels(layer: Layer) -> int:
+    return layer.plugins[-1].c_out if layer.plugins else layer.c_out
+
+
+def build_sequence(layers, c_in: int) -> tuple[nn.Sequential, int]:
+    """Consecutive layers as one Sequential, and the channel count that comes out."""
+    mods = []
+    for layer in layers:
+        mods.append(build_layer(layer, c_in))
+        c_in = layer_out_channels(layer)
+    return nn.Sequential(*mods), c_in
+
+
+def build_classifier(clf: Classifier, c_in: int) -> nn.Sequential:
+    """Global average pool, hidden FC layers with activation, dropout, final linear."""
+    from ops.layers import make_act
+
+    mods: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
+    for h in clf.hidden:
+        mods += [nn.Linear(c_in, h), make_act(clf.act)]
+        c_in = h
+    if clf.dropout > 0:
+        mods.append(nn.Dropout(clf.dropout))
+    mods.append(nn.Linear(c_in, clf.num_classes))
+    return nn.Sequential(*mods)
+
+
+class Net(nn.Module):
+    """A classification network assembled from an `Arch`."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.stem, c = build_sequence(arch.stem, arch.in_channels)
+        stages = []
+        for stage in arch.stages:
+            seq, c = build_sequence(stage, c)
+            stages.append(seq)
+        self.stages = nn.Sequential(*stages)
+        self.head, c = build_sequence(arch.head, c)
+        self.num_features = c
+        self.classifier = build_classifier(arch.classifier or Classifier(10), c)
+
+    def forward_features(self, x):
+        return self.head(self.stages(self.stem(x)))
+
+    def forward(self, x):
+        return self.classifier(self.forward_features(x))
+
+
+def build_model(arch: Arch) -> nn.Module:
+    """The plain module for `arch`: `Net` for classification, a segmentation net when it has a decoder."""
+    if arch.decoder is not None:
+        from .segmentation import SegNet  # dense-prediction space
+
+        return SegNet(arch)
+    return Net(arch)
