@@ -1,0 +1,226 @@
+"""The YAML spec of a search: sections as validated dataclasses, `load_spec()` with `--set` overrides."""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .schema import SpecError, from_dict, to_dict
+
+METRICS = ("accuracy", "miou", "pixel_accuracy", "latency_ms", "params", "macs", "peak_activation_mb")
+
+
+@dataclass
+class DataSection:
+    """Which dataset, where it lives, and how it is batched."""
+
+    name: str = "digits"
+    root: Optional[str] = None
+    input_size: Optional[int] = None
+    download: bool = False
+    batch_size: int = 64
+    num_workers: int = 0
+
+
+@dataclass
+class SpaceSection:
+    """A shipped space name or a YAML path, with overrides of its top-level keys."""
+
+    name: str = "mobile"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SupernetSection:
+    """How the weight-sharing supernet (or, in multi-trial mode, each candidate) is trained."""
+
+    epochs: int = 10
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    grad_clip: float = 5.0
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    sampler: Literal["uniform", "fair", "sandwich"] = "fair"
+    sync_bn: bool = False
+
+
+@dataclass
+class DistributedSection:
+    """Data-parallel supernet training: none, torch DDP on this machine, or Ray Train on a cluster."""
+
+    backend: Literal["none", "ddp", "ray"] = "none"
+    nproc: int = 1
+    num_workers: int = 2
+    use_gpu: bool = False
+
+
+@dataclass
+class HardwareSection:
+    """The device profile latency is measured on (see nas.latency.profile)."""
+
+    kind: Literal["cpu", "cuda", "onnxruntime-cpu"] = "cpu"
+    threads: int = 1
+    batch: int = 1
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    channels_last: bool = False
+    calibration_archs: int = 16
+    table: Optional[str] = None  # a prebuilt latency table JSON; default: built in the run folder
+    allow_foreign: bool = False
+
+
+@dataclass
+class Objective:
+    """One objective of the multi-objective search."""
+
+    metric: str = "accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+    def validate(self, path: str) -> None:
+        if self.metric not in METRICS:
+            raise SpecError(f"{path}.metric: unknown metric '{self.metric}'; valid: {', '.join(METRICS)}")
+
+
+@dataclass
+class RaySection:
+    """Where and how Ray Tune runs trials."""
+
+    address: Optional[str] = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 1
+    max_concurrent: int = 2
+
+
+@dataclass
+class SearchSection:
+    """The controller: mode, Optuna sampler, budget and executor."""
+
+    mode: Literal["one_shot", "multi_trial"] = "one_shot"
+    sampler: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
+    trials: int = 100
+    population: int = 20
+    executor: Literal["optuna", "ray"] = "optuna"
+    bn_batches: int = 4
+    trial_epochs: int = 3  # multi-trial: the largest training budget of one candidate
+    timeout_s: Optional[float] = None
+    ray: RaySection = field(default_factory=RaySection)
+
+
+@dataclass
+class RetrainSection:
+    """Retrain the chosen Pareto architectures from scratch and report test accuracy."""
+
+    top_k: int = 0
+    epochs: int = 20
+
+
+@dataclass
+class WandbSection:
+    """Weights & Biases logging (offline unless mode or WANDB_MODE says online)."""
+
+    enabled: bool = True
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "convnas"
+    entity: Optional[str] = None
+
+
+@dataclass
+class TrackingSection:
+    wandb: WandbSection = field(default_factory=WandbSection)
+
+
+@dataclass
+class ExportSection:
+    """What `best/` holds: which point of the front, and whether ONNX is written too."""
+
+    choose: Literal["knee", "accuracy", "latency"] = "knee"
+    onnx: bool = False
+
+
+@dataclass
+class Spec:
+    """A whole search: data, space, supernet training, hardware, objectives, constraints, search, outputs."""
+
+    name: str = "search"
+    seed: int = 0
+    run_dir: Optional[str] = None  # default: runs/<name>
+    data: DataSection = field(default_factory=DataSection)
+    space: SpaceSection = field(default_factory=SpaceSection)
+    supernet: SupernetSection = field(default_factory=SupernetSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
+    objectives: list[Objective] = field(default_factory=lambda: [Objective("accuracy", "maximize"),
+                                                                 Objective("latency_ms", "minimize")])
+    constraints: dict[str, float] = field(default_factory=dict)
+    search: SearchSection = field(default_factory=SearchSection)
+    retrain: RetrainSection = field(default_factory=RetrainSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    export: ExportSection = field(default_factory=ExportSection)
+
+    def validate(self, path: str) -> None:
+        for key in self.constraints:
+            if key not in METRICS[3:]:
+                raise SpecError(f"constraints.{key}: unknown constraint; valid: {', '.join(METRICS[3:])}")
+        if not self.objectives:
+            raise SpecError("objectives: at least one objective is needed, e.g. [{metric: accuracy}]")
+
+    @property
+    def out_dir(self) -> str:
+        return self.run_dir or os.path.join("runs", self.name)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+def _normalise(raw: dict) -> dict:
+    raw = dict(raw)
+    if isinstance(raw.get("space"), str):  # `space: mobile` is short for `space: {name: mobile}`
+        raw["space"] = {"name": raw["space"]}
+    if isinstance(raw.get("data"), str):
+        raw["data"] = {"name": raw["data"]}
+    return raw
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `key.path=value` (value parsed as YAML) to the raw spec mapping."""
+    if "=" not in assignment:
+        raise SpecError(f"--set {assignment}: expected KEY.PATH=VALUE, e.g. search.trials=50")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {key}: '{p}' is not a section")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_spec(source: str | dict | None = None, overrides: list[str] = ()) -> Spec:
+    """Read a spec from a YAML path (or mapping), apply `--set` overrides, validate, fill defaults."""
+    if source is None:
+        raw: dict = {}
+    elif isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        if not os.path.isfile(source):
+            raise SpecError(f"spec file '{source}' does not exist; try experiments/quickstart.yaml")
+        with open(source) as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                raise SpecError(f"{source}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        if not isinstance(raw, dict):
+            raise SpecError(f"{source}: a spec is a mapping of sections (name, data, space, search, ...)")
+    raw = _normalise(raw)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return from_dict(Spec, _normalise(raw))

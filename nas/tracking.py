@@ -1,0 +1,172 @@
+"""Tracking: wandb (offline by default) plus local files that are always written (CSV, HTML, PNG)."""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import struct
+from typing import Any, Sequence
+
+from .io import atomic_write_bytes, atomic_write_text
+
+TRIAL_COLUMNS = ("trial", "arch", "accuracy", "latency_ms", "params", "macs", "feasible", "on_front", "state")
+
+
+def write_csv(path: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Write rows (dicts) as CSV atomically; missing cells stay empty."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def pareto_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, reference: dict | None = None):
+    """A plotly scatter of every trial with the front drawn as a line (and an optional reference point)."""
+    import plotly.graph_objects as go
+
+    done = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
+    front = sorted((r for r in done if r.get("on_front")), key=lambda r: r[x])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[r[x] for r in done], y=[r[y] for r in done], mode="markers", name="trials",
+                             text=[f"#{r['trial']} {r['arch']}" for r in done], marker=dict(color="#9aa5b1")))
+    fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r[y] for r in front], mode="lines+markers",
+                             name="Pareto front", text=[f"#{r['trial']} {r['arch']}" for r in front],
+                             marker=dict(color="#d62728", size=9)))
+    if reference:
+        fig.add_trace(go.Scatter(x=[reference[x]], y=[reference[y]], mode="markers", name=reference["name"],
+                                 marker=dict(symbol="star", size=14, color="#1f77b4")))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white")
+    return fig
+
+
+def pareto_png(path: str, rows: Sequence[dict[str, Any]], x: str, y: str, title: str,
+               reference: dict | None = None) -> None:
+    """The same scatter as a PNG (matplotlib, headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
+    front = sorted((r for r in done if r.get("on_front")), key=lambda r: r[x])
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    ax.scatter([r[x] for r in done], [r[y] for r in done], s=14, c="#9aa5b1", label="trials")
+    ax.plot([r[x] for r in front], [r[y] for r in front], "o-", c="#d62728", label="Pareto front")
+    if reference:
+        ax.scatter([reference[x]], [reference[y]], marker="*", s=160, c="#1f77b4", label=reference["name"])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_local(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
+                reference: dict | None = None, title: str = "") -> None:
+    """trials.csv, pareto.csv, pareto.html and pareto.png in the run folder."""
+    columns = list(TRIAL_COLUMNS) + sorted({k for r in rows for k in r} - set(TRIAL_COLUMNS))
+    write_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
+    write_csv(os.path.join(run_dir, "pareto.csv"), [r for r in rows if r.get("on_front")], columns)
+    title = title or f"{y} vs {x}"
+    fig = pareto_figure(rows, x, y, title, reference)
+    atomic_write_text(os.path.join(run_dir, "pareto.html"), fig.to_html(include_plotlyjs=True, full_html=True))
+    pareto_png(os.path.join(run_dir, "pareto.png"), rows, x, y, title, reference)
+
+
+class WandbTracker:
+    """Logs one search to a wandb run: per-trial metrics, a trials table, the front scatter, hypervolume."""
+
+    def __init__(self, run_dir: str, name: str, config: dict, mode: str = "offline", project: str = "convnas",
+                 entity: str | None = None, resume_id: str | None = None):
+        import wandb
+
+        mode = os.environ.get("WANDB_MODE", mode)
+        self.run = wandb.init(dir=run_dir, project=project, entity=entity, name=name, config=config, mode=mode,
+                              id=resume_id, resume="allow" if resume_id else None, reinit="finish_previous")
+        self._wandb = wandb
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None) -> None:
+        metrics = {f"trial/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if hypervolume is not None:
+            metrics["hypervolume"] = hypervolume
+        self.run.log(metrics)
+
+    def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy") -> None:
+        columns = [c for c in TRIAL_COLUMNS if any(c in r for r in rows)]
+        table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x} (Pareto front: on_front)")
+        self.run.log({"trials": table, "pareto_front": scatter})
+        self.run.summary["front_size"] = sum(1 for r in rows if r.get("on_front"))
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def _leveldb_records(data: bytes):
+    """Records of a wandb transaction log (LevelDB log framing after a 7-byte ':W&B' header)."""
+    block, pos, pending = 32768, 7, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+            pending = b""
+
+
+def read_offline_run(run_path: str) -> dict[str, Any]:
+    """Read an offline wandb run folder back: history rows, summary, config and logged tables."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = glob.glob(os.path.join(run_path, "*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no .wandb file in '{run_path}' (expected wandb/offline-run-*/run-*.wandb)")
+    with open(files[0], "rb") as f:
+        data = f.read()
+    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "tables": {}}
+    for raw in _leveldb_records(data):
+        rec = pb.Record()
+        rec.ParseFromString(raw)
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            out["history"].append({".".join(i.nested_key) or i.key: json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            for u in rec.summary.update:
+                out["summary"][".".join(u.nested_key) or u.key] = json.loads(u.value_json)
+        elif kind == "config":
+            for u in rec.config.update:
+                out["config"][".".join(u.nested_key) or u.key] = json.loads(u.value_json)
+    for path in glob.glob(os.path.join(run_path, "files", "media", "table", "*.table.json")):
+        key = os.path.basename(path).rsplit("_", 2)[0]
+        with open(path) as f:
+            out["tables"][key] = json.load(f)
+    return out
+
+
+def find_offline_runs(run_dir: str) -> list[str]:
+    """Offline wandb run folders under `run_dir`, oldest first."""
+    return sorted(glob.glob(os.path.join(run_dir, "wandb", "offline-run-*")))
