@@ -97,12 +97,21 @@ class Layer:
                     return name, _parse_value(tok[len(short):])
             return None
 
+        keys = set(spec.hparam_names()) | {"ds"}
+
+        def starts_key(toks: list[str], j: int) -> bool:  # toks[j:] begin with `some_key=`
+            for k in range(j, len(toks)):
+                if "=" in toks[k]:
+                    return "_".join(toks[j:k] + [toks[k].split("=", 1)[0]]) in keys
+            return False
+
         rest, i = tokens[n:], 0
         while i < len(rest):
             tok, i = rest[i], i + 1
             while "=" not in tok and field(tok) is None and i < len(rest):  # key with underscores: dw_act=relu
                 tok, i = tok + "_" + rest[i], i + 1
-            while "=" in tok and i < len(rest) and "=" not in rest[i] and field(rest[i]) is None:
+            while "=" in tok and i < len(rest) and "=" not in rest[i] and field(rest[i]) is None \
+                    and not starts_key(rest, i):
                 tok, i = tok + "_" + rest[i], i + 1  # string value with underscores: up=bilinear_conv
             parsed = field(tok)
             if parsed is None:
