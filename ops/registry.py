@@ -21,7 +21,8 @@ class UnknownOpError(OpError, KeyError):
 
 def op_error(op: str, arg: str, problem: str, valid: str) -> OpError:
     """One-line build-time error naming the op, the argument and what would be valid."""
-    return OpError(f"op '{op}': {arg} {problem}; valid: {valid}")
+    sep = "" if problem.startswith("=") else " "  # op_error(op, "c_out", "=16 must ...") reads "c_out=16 must"
+    return OpError(f"op '{op}': {arg}{sep}{problem}; valid: {valid}")
 
 
 @dataclass(frozen=True)
