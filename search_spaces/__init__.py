@@ -1,5 +1,9 @@
 """Declarative search spaces over the op library, and the `Arch` value they produce."""
 from .arch import Arch, Classifier, Decoder, Layer
 from .builder import build_model
+from .loader import load, shipped_spaces
+from .schema import SpaceError
+from .space import Decision, Position, SearchSpace
 
-__all__ = ["Arch", "Classifier", "Decoder", "Layer", "build_model"]
+__all__ = ["Arch", "Classifier", "Decision", "Decoder", "Layer", "Position", "SearchSpace", "SpaceError",
+           "build_model", "load", "shipped_spaces"]
