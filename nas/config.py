@@ -119,6 +119,8 @@ class RetrainSection:
 
     top_k: int = 0
     epochs: int = 20
+    baseline: Optional[str] = None  # a preset (e.g. mobilenet_v2_digits) trained on the same budget to compare
+    baseline_width: Optional[float] = None
 
 
 @dataclass

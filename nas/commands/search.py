@@ -1,0 +1,52 @@
+"""`nas search SPEC`: train the supernet, search the Pareto front, track it, export the chosen network."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "search", help="run a hardware-aware search from a YAML spec",
+        description="Train a weight-sharing supernet, search the accuracy/latency Pareto front with Optuna or "
+                    "Ray Tune under the spec's constraints, log it (wandb offline by default, plus trials.csv, "
+                    "pareto.html/png) and export the chosen architecture to RUN/best/.",
+        epilog="example: nas search experiments/quickstart.yaml --set search.trials=50 --set search.sampler=tpe",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", nargs="?", help="the search spec (YAML); omit with --print-spec to see the defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key, e.g. search.trials=50 (repeatable; VALUE is read as YAML)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the spec's run folder")
+    p.add_argument("--print-spec", action="store_true", help="print the fully resolved spec with defaults and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from nas.config import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    if args.print_spec:
+        sys.stdout.write(spec.to_yaml())
+        return 0
+    if not args.spec:
+        raise ValueError("a spec file is needed, e.g. `nas search experiments/quickstart.yaml`")
+    from nas.search.runner import SearchRun
+
+    search = SearchRun(spec, resume=args.resume, progress=False if args.quiet else None)
+    summary = search.run()
+    print(format_summary(summary, search.dir))
+    return 0
+
+
+def format_summary(summary: dict, run_dir: str) -> str:
+    lines = [f"{summary['trials']} trials ({summary['complete']} complete) in {summary['seconds']:.0f} s; "
+             f"front of {len(summary['front'])}, hypervolume {summary['hypervolume']:.4g}"]
+    for r in sorted(summary["front"], key=lambda r: r.get("latency_ms", 0)):
+        metrics = "  ".join(f"{k}={r[k]:.4g}" for k in ("accuracy", "miou", "latency_ms", "params", "macs")
+                            if isinstance(r.get(k), (int, float)))
+        lines.append(f"  #{r['trial']:<4d} {metrics}")
+    if "retrain" in summary:
+        lines.append(summary["retrain"].get("verdict", ""))
+    lines.append(f"outputs: {run_dir}/ (trials.csv, pareto.csv, pareto.html, pareto.png, study.db, best/)")
+    return "\n".join(l for l in lines if l)

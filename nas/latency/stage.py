@@ -1,0 +1,47 @@
+"""The latency stage of a search: the profile from the spec, the table built incrementally, its calibration."""
+from __future__ import annotations
+
+import sys
+
+from nas.schema import to_dict
+
+
+def profile_of(hardware):
+    """The `DeviceProfile` of a spec's `hardware:` section (a HardwareSection or a mapping)."""
+    from .profile import DeviceProfile
+
+    d = to_dict(hardware) if not isinstance(hardware, dict) else dict(hardware)
+    for key in ("calibration_archs", "table", "allow_foreign"):
+        d.pop(key, None)
+    return DeviceProfile.from_dict(d)
+
+
+def prepare(space, hardware, out_dir: str, progress: bool | None = None, seed: int = 0):
+    """A `LatencyModel` for `space`: the table (measured where missing) and a calibration (fitted if missing)."""
+    from .predictor import LatencyModel, fit_calibration, space_signature
+    from .table import LatencyTable
+    from .units import space_units
+
+    profile = profile_of(hardware)
+    allow_foreign = bool(getattr(hardware, "allow_foreign", False))
+    table_file = getattr(hardware, "table", None)
+    if table_file:
+        table = LatencyTable.load(table_file, profile, allow_foreign=allow_foreign)
+    else:
+        table = LatencyTable.open(out_dir, profile, allow_foreign=allow_foreign)
+    units = space_units(space)
+    missing = table.missing(units)
+    if missing:
+        _say(f"latency: measuring {len(missing)} of {len(units)} table entries on {profile.key()}")
+        table.build(units, progress=progress)
+    if space_signature(space) not in (table.calibrations or {}):
+        n = int(getattr(hardware, "calibration_archs", 16))
+        _say(f"latency: calibrating on {n} whole networks measured end to end")
+        cal = fit_calibration(space, table, profile, n=n, seed=seed, progress=progress)
+        if cal.loo_mape is not None:
+            _say(f"latency: calibration '{cal.form}', leave-one-out error {100 * cal.loo_mape:.1f}%")
+    return LatencyModel.for_space(table, space)
+
+
+def _say(msg: str) -> None:
+    print(f"[nas] {msg}", file=sys.stderr, flush=True)

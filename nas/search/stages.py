@@ -1,0 +1,262 @@
+"""The stages of a search after set-up: supernet, trials, front, tracking, export, retraining."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from nas.io import atomic_write_text
+from nas.schema import to_dict
+
+from .objectives import ArchEvaluator
+from .pareto import hypervolume, knee_point, non_dominated, to_minimisation
+
+log = logging.getLogger("nas.search")
+QUALITY = ("accuracy", "miou", "pixel_accuracy")
+
+
+def say(run, msg: str) -> None:
+    """A progress line for the user (stderr), also kept in the run folder's log."""
+    import sys
+
+    print(f"[nas] {msg}", file=sys.stderr, flush=True)
+    with open(run.path("search.log"), "a") as f:
+        f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+
+def loaders(run):
+    from nas.data import make_loaders
+
+    return make_loaders(run.splits, run.spec.data.batch_size, seed=run.spec.seed,
+                        num_workers=run.spec.data.num_workers)
+
+
+def train_config(run, epochs: int | None = None):
+    from nas.train import TrainConfig
+
+    return TrainConfig.from_spec(run.spec, epochs=epochs)
+
+
+def trained_supernet(run):
+    """The run's supernet, trained for spec.supernet.epochs (resuming a partial training)."""
+    from nas.supernet import Supernet
+    from nas.train import train_supernet
+
+    supernet = Supernet(run.space)
+    say(run, f"supernet: {sum(p.numel() for p in supernet.parameters()) / 1e6:.2f} M shared parameters, "
+             f"{run.spec.supernet.epochs} epochs on {run.spec.data.name}")
+    train_supernet(supernet, loaders(run), train_config(run), run.path("supernet"), resume=True,
+                   progress=run.progress is not False)
+    return supernet
+
+
+def load_trained_supernet(space, run_dir: str):
+    """The supernet with the weights of the run's last checkpoint (for Ray workers)."""
+    import torch
+
+    from nas.supernet import Supernet
+    from nas.train import CHECKPOINT
+
+    supernet = Supernet(space)
+    ck = torch.load(os.path.join(run_dir, "supernet", CHECKPOINT), map_location="cpu", weights_only=True)
+    supernet.load_state_dict(ck["model"])
+    return supernet.eval()
+
+
+def one_shot_scorer(run, supernet):
+    """Accuracy of a path with inherited weights, BN recalibrated on training batches, on the val split."""
+    from nas.evaluate import score_arch
+
+    train_loader, val_loader, _ = loaders(run)
+
+    def score(arch) -> dict[str, float]:
+        return {"accuracy": float(score_arch(supernet, arch, train_loader, val_loader, run.spec.search.bn_batches))}
+
+    return score
+
+
+def reference_point(run, evaluator: ArchEvaluator) -> list[float]:
+    """Hypervolume reference: 0 for quality metrics, 1.1x the largest architecture's cost for cost metrics."""
+    big = evaluator.cost(run.space.largest())
+    ref = []
+    for name, direction in zip(run.objectives, run.directions):
+        v = 0.0 if name in QUALITY else 1.1 * big.get(name, 1.0)
+        ref.append(-v if direction == "maximize" else v)
+    return ref
+
+
+def trial_rows(study, objectives, directions) -> list[dict[str, Any]]:
+    """One row per finished trial, with on_front marked among feasible completed trials."""
+    import optuna
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if not t.state.is_finished():
+            continue
+        m = t.user_attrs.get("metrics", {})
+        feasible = all(v <= 0 for v in t.user_attrs.get("constraints", [0.0]))
+        row = {"trial": t.number, "arch": t.user_attrs.get("arch", ""), "state": t.state.name,
+               "feasible": feasible, "on_front": False}
+        row.update({k: v for k, v in m.items() if k not in ("feasible", "cached")})
+        if t.values:  # the objective values the sampler saw (the only metrics a Ray trial stores)
+            row.update(zip(objectives, t.values))
+        row["ok"] = t.state == optuna.trial.TrialState.COMPLETE
+        rows.append(row)
+    mark_front(rows, objectives, directions)
+    return rows
+
+
+def mark_front(rows, objectives, directions) -> None:
+    cand = [r for r in rows if r["ok"] and r["feasible"] and all(_finite(r.get(o)) for o in objectives)]
+    if not cand:
+        return
+    pts = to_minimisation([[r[o] for o in objectives] for r in cand], directions)
+    for i in non_dominated(pts):
+        cand[i]["on_front"] = True
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def choose(rows, objectives, directions, how: str) -> dict[str, Any] | None:
+    """The exported point of the front: its knee, or its best-accuracy / lowest-latency end."""
+    front = [r for r in rows if r["on_front"]]
+    if not front:
+        return None
+    if how == "accuracy":
+        q = next((o for o in objectives if o in QUALITY), objectives[0])
+        return max(front, key=lambda r: r[q])
+    if how == "latency":
+        c = next((o for o in objectives if o not in QUALITY), objectives[-1])
+        return min(front, key=lambda r: r[c])
+    pts = to_minimisation([[r[o] for o in objectives] for r in front], directions)
+    return front[knee_point(pts)]
+
+
+def axes(objectives, directions) -> tuple[str, str]:
+    y = next((o for o, d in zip(objectives, directions) if d == "maximize"), objectives[0])
+    x = next((o for o in objectives if o != y), "latency_ms")
+    return x, y
+
+
+def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, Any]:
+    from search_spaces import Arch
+
+    from .optuna_search import completed_cache, make_objective, make_sampler, open_study, run_study
+
+    spec = run.spec
+    if spec.search.mode == "one_shot":
+        supernet = trained_supernet(run)
+        score = one_shot_scorer(run, supernet)
+    else:
+        from .multi_trial import MultiTrialScorer
+
+        supernet, score = None, MultiTrialScorer(run)
+    evaluator = ArchEvaluator(score, latency_model, constraints)
+    ref = reference_point(run, evaluator)
+    tracker = start_tracker(run)
+
+    if spec.search.executor == "ray":
+        from .ray_search import run_ray_search
+
+        say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler})")
+        study = run_ray_search(run, evaluator)
+    else:
+        sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population, bool(constraints))
+        study = open_study(run.dir, spec.name, run.directions, sampler)
+        evaluator.cache.update(completed_cache(study))
+        front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
+
+        def on_trial(trial, arch, metrics):
+            vals = [metrics.get(o) for o in run.objectives]
+            if metrics.get("feasible") and all(_finite(v) for v in vals):
+                front_pts.append(list(to_minimisation([vals], run.directions)[0]))
+            if tracker:
+                row = {"trial": trial.number, **{k: v for k, v in metrics.items() if _finite(v)}}
+                tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
+
+        objective = make_objective(run.space, evaluator, run.objectives, on_trial=on_trial)
+        done_before = len(study.trials)
+        say(run, f"search: {spec.search.trials} trials with {spec.search.sampler} "
+                 f"({done_before} already in {os.path.join(run.dir, 'study.db')})")
+        run_study(study, objective, spec.search.trials, spec.search.timeout_s, run.progress)
+
+    rows = trial_rows(study, run.objectives, run.directions)
+    from nas.tracking import write_local
+
+    x, y = axes(run.objectives, run.directions)
+    best_row = choose(rows, run.objectives, run.directions, spec.export.choose)
+    summary: dict[str, Any] = {
+        "name": spec.name, "space": run.space.name, "trials": len(rows),
+        "complete": sum(r["ok"] for r in rows), "front": [r for r in rows if r["on_front"]],
+        "hypervolume": _hv(rows, run.objectives, run.directions, ref), "reference_point": ref,
+    }
+    baseline = None
+    if best_row is not None:
+        best_arch = Arch.from_string(best_row["arch"])
+        export_best(run, best_arch, supernet, best_row)
+        summary["best"] = best_row
+    if spec.retrain.top_k > 0:
+        from .retrain import retrain_front
+
+        summary["retrain"], baseline = retrain_front(run, rows, latency_model)
+    write_local(run.dir, rows, x=x, y=y, reference=baseline, title=f"{spec.name}: {y} vs {x} ({run.space.name})")
+    if tracker:
+        tracker.log_front(rows, x=x, y=y)
+        tracker.run.summary["hypervolume"] = summary["hypervolume"]
+        tracker.finish()
+    summary["seconds"] = round(time.time() - t0, 1)
+    from .runner import save_summary
+
+    save_summary(run, summary)
+    return summary
+
+
+def _study_points(study, objectives, directions):
+    for t in study.get_trials(deepcopy=False):
+        m = t.user_attrs.get("metrics")
+        if m and m.get("feasible") and all(_finite(m.get(o)) for o in objectives):
+            yield to_minimisation([[m[o] for o in objectives]], directions)[0]
+
+
+def _hv(rows, objectives, directions, ref) -> float:
+    pts = [r for r in rows if r["on_front"]]
+    if not pts:
+        return 0.0
+    return hypervolume(to_minimisation([[r[o] for o in objectives] for r in pts], directions), ref)
+
+
+def start_tracker(run):
+    w = run.spec.tracking.wandb
+    if not w.enabled or w.mode == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
+        return None
+    from nas.tracking import WandbTracker
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbTracker(run.dir, run.spec.name, to_dict(run.spec), mode=w.mode, project=w.project, entity=w.entity)
+
+
+def export_best(run, arch, supernet, row) -> None:
+    """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or trained), optional ONNX."""
+    from nas.export import save_weights, write_code
+
+    best = run.path("best")
+    os.makedirs(best, exist_ok=True)
+    atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())
+    weights = None
+    if supernet is not None:
+        model = supernet.extract(arch).eval()
+        weights = os.path.join(best, "weights.pt")
+        save_weights(model, weights)
+    write_code(arch, os.path.join(best, "model.py"), weights=weights)
+    if run.spec.export.onnx and supernet is not None:
+        from nas.export import write_onnx
+
+        write_onnx(model, arch, os.path.join(best, "model.onnx"))
+    say(run, f"best (trial {row['trial']}, {run.spec.export.choose}): "
+             + ", ".join(f"{k}={row[k]:.4g}" for k in run.objectives if _finite(row.get(k))) + f" -> {best}/")
