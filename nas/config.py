@@ -70,6 +70,8 @@ class HardwareSection:
     batch: int = 1
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     channels_last: bool = False
+    warmup: int = 10
+    repeats: int = 60
     calibration_archs: int = 16
     table: Optional[str] = None  # a prebuilt latency table JSON; default: built in the run folder
     allow_foreign: bool = False

@@ -1,0 +1,95 @@
+"""Whole searches on a tiny space: outputs, resume, tracking, export, constraints, bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+
+from nas.cli import main
+from nas.config import load_spec
+from nas.schema import SpecError
+from nas.search.runner import SearchRun
+from nas.tracking import find_offline_runs, read_offline_run
+
+
+def _trials(run_dir):
+    with open(os.path.join(run_dir, "trials.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_search_end_to_end_then_resume(tiny_spec, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_dir = tiny_spec["run_dir"]
+    summary = SearchRun(load_spec(tiny_spec)).run()
+
+    rows = _trials(run_dir)
+    assert len(rows) == 6 and summary["complete"] == 6
+    front = [r for r in rows if r["on_front"] == "True"]
+    assert front and summary["hypervolume"] > 0
+    # every front point is non-dominated among complete trials
+    for f in front:
+        acc, lat = float(f["accuracy"]), float(f["latency_ms"])
+        assert not any(float(r["accuracy"]) >= acc and float(r["latency_ms"]) <= lat and
+                       (float(r["accuracy"]) > acc or float(r["latency_ms"]) < lat) for r in rows)
+    for name in ("pareto.csv", "pareto.html", "pareto.png", "study.db", "spec.yaml", "summary.json",
+                 "best/model.py", "best/weights.pt", "best/arch.yaml"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+
+    # the wandb offline run holds the trials table and the front chart
+    run = read_offline_run(find_offline_runs(run_dir)[0])
+    assert len(run["tables"]["trials"]["data"]) == 6
+    assert "_wandb.visualize.pareto_front" in run["config"]
+    assert [h for h in run["history"] if "hypervolume" in h]
+
+    # the exported model runs standalone and matches the supernet path it was extracted from
+    out = subprocess.run([sys.executable, "-I", os.path.join(run_dir, "best", "model.py")], capture_output=True,
+                         text=True, cwd=os.path.join(run_dir, "best"), timeout=120)
+    assert out.returncode == 0, out.stderr
+
+    # resume with a larger budget: the old trials are kept, none is run twice
+    tiny_spec["search"]["trials"] = 9
+    SearchRun(load_spec(tiny_spec), resume=True).run()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
+    assert len(study.trials) == 9
+    assert [t.number for t in study.trials[:6]] == list(range(6))
+    assert len(_trials(run_dir)) == 9
+
+
+def test_existing_run_needs_resume_and_same_spec(tiny_spec):
+    os.makedirs(tiny_spec["run_dir"])
+    with open(os.path.join(tiny_spec["run_dir"], "spec.yaml"), "w") as f:
+        f.write(load_spec(tiny_spec).to_yaml())
+    with pytest.raises(SpecError, match="already holds a run; pass --resume"):
+        SearchRun(load_spec(tiny_spec))
+    tiny_spec["supernet"]["epochs"] = 5
+    with pytest.raises(SpecError, match="differs from the run's spec.yaml at 'supernet.epochs'"):
+        SearchRun(load_spec(tiny_spec), resume=True)
+
+
+def test_infeasible_constraint_stops_before_training(tiny_spec):
+    tiny_spec["constraints"] = {"params": 10}
+    run = SearchRun(load_spec(tiny_spec))
+    with pytest.raises(SpecError, match=r"constraints.params: 10 cannot be met by any architecture of space 'tiny' "
+                                        r"\(minimum \d+"):
+        run.run()
+    assert not os.path.exists(os.path.join(tiny_spec["run_dir"], "supernet"))
+
+
+def test_cli_reports_bad_spec_in_one_line(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("search: {trials: many}\n")
+    assert main(["search", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "nas search: error: search.trials: expected an integer, got 'many'"
+    assert main(["search", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_print_spec_shows_defaults_and_overrides(capsys):
+    assert main(["search", "experiments/quickstart.yaml", "--print-spec", "--set", "search.trials=7"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 7" in out and "sampler: nsga2" in out and "calibration_archs: 12" in out
