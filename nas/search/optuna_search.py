@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -16,7 +17,11 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 
 
 def register_sampler(name: str):
-    """Decorator: register `fn(seed, population, constraints_func) -> BaseSampler` under `name`."""
+    """Decorator: register `fn(seed, population) -> BaseSampler` under `name`.
+
+    Constraints reach every sampler through `trial.set_constraint` (Optuna >= 5), so no sampler needs a
+    constraints_func: NSGA-II/III rank infeasible trials behind feasible ones, TPE and GP model feasibility.
+    """
 
     def wrap(fn):
         SAMPLERS[name] = fn
@@ -26,41 +31,44 @@ def register_sampler(name: str):
 
 
 @register_sampler("nsga2")
-def _nsga2(seed, population, constraints_func):
-    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed, constraints_func=constraints_func)
+def _nsga2(seed, population):
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
 
 
 @register_sampler("nsga3")
-def _nsga3(seed, population, constraints_func):
-    return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed, constraints_func=constraints_func)
+def _nsga3(seed, population):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
 
 
 @register_sampler("tpe")
-def _tpe(seed, population, constraints_func):
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(10, population),
-                                      constraints_func=constraints_func)
+def _tpe(seed, population):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(10, population))
 
 
 @register_sampler("gp")
-def _gp(seed, population, constraints_func):
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, population),
-                                     constraints_func=constraints_func, warn_independent_sampling=False)
+def _gp(seed, population):
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, population), warn_independent_sampling=False)
 
 
 @register_sampler("random")
-def _random(seed, population, constraints_func):
+def _random(seed, population):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def constraint_values(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    """Optuna's constraints_func: violations stored on the trial (<= 0 is feasible)."""
-    return trial.user_attrs.get("constraints", [0.0])
-
-
-def make_sampler(name: str, seed: int, population: int, constrained: bool) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
     if name not in SAMPLERS:
         raise ValueError(f"search.sampler: unknown sampler '{name}'; valid: {', '.join(SAMPLERS)}")
-    return SAMPLERS[name](seed, population, constraint_values if constrained else None)
+    return SAMPLERS[name](seed, population)
+
+
+def set_constraints(trial, evaluator: ArchEvaluator, cost: dict[str, float]) -> None:
+    """Store each constraint's violation on the trial (<= 0 is feasible), where every sampler reads it."""
+    for constraint, v in zip(evaluator.constraints, evaluator.violations(cost)):
+        trial.set_constraint(constraint.metric, v)
 
 
 def open_study(run_dir: str, name: str, directions: Sequence[str], sampler: optuna.samplers.BaseSampler,
@@ -93,12 +101,11 @@ def make_objective(space, evaluator: ArchEvaluator, objectives: Sequence[str], o
     def objective(trial: optuna.Trial):
         arch = suggest_arch(trial, space)
         trial.set_user_attr("arch", arch.to_string())
-        trial.set_user_attr("constraints", evaluator.violations(evaluator.cost(arch)) or [0.0])
+        set_constraints(trial, evaluator, evaluator.cost(arch))  # known before training: cost metrics only
         metrics = evaluator(arch)
         clean = {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) and
                  not (isinstance(v, float) and not math.isfinite(v))}
         trial.set_user_attr("metrics", clean)
-        trial.set_user_attr("constraints", evaluator.violations(metrics) or [0.0])
         values = objective_values(metrics, objectives)
         if on_trial:
             on_trial(trial, arch, metrics)
@@ -107,10 +114,16 @@ def make_objective(space, evaluator: ArchEvaluator, objectives: Sequence[str], o
     return objective
 
 
+def counts_as_done(t: optuna.trial.FrozenTrial) -> bool:
+    """Complete, pruned, or failed after scoring (NaN); a trial cut short by Ctrl-C is run again on resume."""
+    State = optuna.trial.TrialState
+    return t.state in (State.COMPLETE, State.PRUNED) or (t.state == State.FAIL and "metrics" in t.user_attrs)
+
+
 def run_study(study: optuna.Study, objective, n_trials: int, timeout: float | None = None,
               progress: bool | None = None) -> int:
     """Run until the study holds `n_trials` finished trials (resume-safe); returns how many were run now."""
-    finished = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
+    finished = len([t for t in study.get_trials(deepcopy=False) if counts_as_done(t)])
     todo = max(0, n_trials - finished)
     if todo:
         show = sys.stderr.isatty() if progress is None else progress

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from .optuna_search import make_sampler, suggest_arch
+from .optuna_search import make_sampler, set_constraints, suggest_arch
 
 _WORKER_CACHE: dict[str, Any] = {}  # per Ray worker process: the supernet, loaded once
 
@@ -79,10 +79,10 @@ def run_ray_search(run, evaluator) -> optuna.Study:
         cost = evaluator.cost(arch)
         trial.set_user_attr("arch", arch.to_string())
         trial.set_user_attr("metrics", cost)
-        trial.set_user_attr("constraints", evaluator.violations(cost) or [0.0])
+        set_constraints(trial, evaluator, cost)
         return {f"cost/{k}": v for k, v in cost.items()}
 
-    sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population, bool(evaluator.constraints))
+    sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
     storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.abspath(run.path('study.db'))}")
     searcher = ConcurrencyLimiter(OptunaSearch(space=define_by_run, metric=metric_names, mode=modes,
                                                sampler=sampler, study_name=spec.name, storage=storage),

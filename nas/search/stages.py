@@ -98,7 +98,7 @@ def trial_rows(study, objectives, directions) -> list[dict[str, Any]]:
         if not t.state.is_finished():
             continue
         m = t.user_attrs.get("metrics", {})
-        feasible = all(v <= 0 for v in t.user_attrs.get("constraints", [0.0]))
+        feasible = all(v <= 0 for v in t.constraints.values())
         row = {"trial": t.number, "arch": t.user_attrs.get("arch", ""), "state": t.state.name,
                "feasible": feasible, "on_front": False}
         row.update({k: v for k, v in m.items() if k not in ("feasible", "cached")})
@@ -167,7 +167,7 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
         say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler})")
         study = run_ray_search(run, evaluator)
     else:
-        sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population, bool(constraints))
+        sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
         study = open_study(run.dir, spec.name, run.directions, sampler)
         evaluator.cache.update(completed_cache(study))
         front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
