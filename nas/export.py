@@ -254,3 +254,90 @@ def export(arch: Arch, out: str | os.PathLike, weights: str | os.PathLike | None
               file=sys.stderr, flush=True)
         written.append(export_onnx(model, Path(out).with_suffix(".onnx"), arch.in_channels, arch.input_size))
     return written
+
+
+def write_onnx(model: nn.Module, arch: Arch, path: str | os.PathLike) -> Path:
+    """`export_onnx` with the input shape taken from `arch` (what a search run's export stage calls)."""
+    return export_onnx(model, path, arch.in_channels, arch.input_size)
+
+
+# --- one trial of a finished search run: `nas export RUN_DIR [--trial N]` ---
+RUN_FILES = ("spec.yaml", "study.db")
+
+
+def run_spec(run_dir: str | os.PathLike):
+    """The spec of the search run in `run_dir`; a folder that is not one is one line naming what is expected."""
+    from .config import load_spec
+
+    missing = [f for f in RUN_FILES if not (Path(run_dir) / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: not a search run folder (no {', '.join(missing)}; a run written by "
+                                f"`nas search` holds {', '.join(RUN_FILES)}, supernet/, summary.json)")
+    return load_spec(str(Path(run_dir) / "spec.yaml"))
+
+
+def trial_arch(run_dir: str | os.PathLike, name: str, trial: int) -> tuple[Arch, dict]:
+    """The Arch of trial `trial` of the run's study (user attr "arch") and its recorded metrics."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{Path(run_dir, 'study.db').resolve()}"
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise ValueError(f"{run_dir}/study.db holds no study named '{name}' (the spec's name)") from None
+    trials = {t.number: t for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
+    if trial not in trials:
+        numbers = sorted(trials)
+        valid = f"{numbers[0]}..{numbers[-1]}" if numbers else "none: the study has no trials yet"
+        if numbers and len(numbers) != numbers[-1] - numbers[0] + 1:
+            valid += f" (all but {', '.join(map(str, sorted(set(range(numbers[0], numbers[-1])) - set(numbers))))})"
+        raise ValueError(f"--trial {trial}: no such trial in {run_dir}; valid: {valid}")
+    t = trials[trial]
+    return Arch.from_string(t.user_attrs["arch"]), dict(t.user_attrs.get("metrics", {}))
+
+
+def chosen_trial(run_dir: str | os.PathLike) -> int:
+    """The trial number of the run's exported point (summary.json "best")."""
+    import json
+
+    path = Path(run_dir, "summary.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (the search has not finished); pass --trial N")
+    best = json.loads(path.read_text()).get("best")
+    if not best:
+        raise ValueError(f"{path}: the run chose no point (no feasible trial on the front); pass --trial N")
+    return int(best["trial"])
+
+
+def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
+               onnx: bool = False) -> tuple[int, dict, list[Path]]:
+    """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
+    in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); weights extracted from the run's supernet."""
+    from nas.search.runner import load_space
+    from nas.search.stages import load_trained_supernet
+    from nas.train import CHECKPOINT
+
+    spec = run_spec(run_dir)
+    default_out = Path(run_dir, "best") if trial is None else None
+    trial = chosen_trial(run_dir) if trial is None else int(trial)
+    arch, metrics = trial_arch(run_dir, spec.name, trial)
+    out = Path(out) if out is not None else default_out or Path(run_dir, "trials", str(trial))
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "arch.yaml"]
+    atomic_write_text(str(written[0]), arch.to_yaml())
+    model, weights = None, None
+    checkpoint = Path(run_dir, "supernet", CHECKPOINT)
+    if checkpoint.is_file():
+        space = load_space(spec, arch.in_channels, arch.input_size, arch.num_classes)
+        model = load_trained_supernet(space, str(run_dir)).extract(arch).eval()
+        weights = save_weights(model, out / "weights.pt")
+        written.append(weights)
+    elif spec.search.mode == "one_shot":
+        raise FileNotFoundError(f"{checkpoint} does not exist: the run's supernet was not trained (or was removed)")
+    written.insert(0, write_code(arch, out / "model.py", weights=weights))
+    if onnx:
+        model = model if model is not None else build_model(arch).eval()
+        print("exporting ONNX (torch.export + onnxscript)...", file=sys.stderr, flush=True)
+        written.append(write_onnx(model, arch, out / "model.onnx"))
+    return trial, metrics, written

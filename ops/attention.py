@@ -1,28 +1,13 @@
 """Attention plug-ins: squeeze-and-excitation, CBAM and the non-local block (family "plugin").
 
-All three keep the shape (c_in == c_out, stride 1) and are inserted after a block. The two
-`check_*` helpers are shared by the other plug-in modules (context, spatial, fusion).
+All three keep the shape (c_in == c_out, stride 1) and are inserted after a block.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import check_int, check_kernel
-from .layers import SqueezeExcite
+from .layers import SqueezeExcite, check_int, check_kernel, check_same_channels, check_stride_one
 from .registry import HParam, op_error, register_op
-
-
-def check_same_channels(op, c_in, c_out):
-    """Raise unless c_out == c_in (the op cannot change the channel count)."""
-    if c_out != c_in:
-        raise op_error(op, f"c_out={c_out}", f"differs from c_in={c_in} (this op keeps the channel count)",
-                       f"c_out={c_in}")
-
-
-def check_stride_one(op, stride):
-    """Raise unless stride == 1 (the op keeps the spatial size)."""
-    if stride != 1:
-        raise op_error(op, f"stride={stride}", "is not supported (this op keeps the spatial size)", "stride=1")
 
 
 def reduced(c, ratio):
@@ -31,6 +16,7 @@ def reduced(c, ratio):
 
 
 def check_ratio(op, ratio):
+    """Raise unless 0 < ratio <= 1."""
     if not 0 < ratio <= 1:
         raise op_error(op, f"ratio={ratio}", "is out of range", "0 < ratio <= 1, e.g. 0.25 or 0.125")
 

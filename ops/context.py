@@ -3,8 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import check_stride_one
-from .layers import ConvNormAct
+from .layers import ConvNormAct, check_stride_one
 from .registry import HParam, op_error, register_op
 
 

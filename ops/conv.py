@@ -4,54 +4,15 @@ Every op maps N x c_in x H x W to N x c_out x ceil(H/stride) x ceil(W/stride): t
 symmetric 'same' padding (k-1)/2 * d, so the output size floor((H + 2p - d(k-1) - 1)/s) + 1 equals
 ceil(H/s) for every odd kernel k, dilation d and stride s.
 
-The module also holds the hparam and argument checks that the other convolution families reuse.
+The argument checks and the `kernel` hparam they share with the other families live in `layers`.
 """
-from .layers import ConvNormAct, check_groups
+from .layers import KERNEL, KERNEL_357, ConvNormAct, check_common, check_groups, check_int
 from .registry import ACT, NORM, HParam, op_error, register_op
 
-
-def kernel_hparam(choices=(1, 3, 5, 7), default=3, doc="kernel size k (a k x k window)"):
-    """The elastic `kernel` hparam: candidates differing only in k share one centre-cropped weight."""
-    return HParam("kernel", default, tuple(choices), elastic=True, short="k", doc=doc)
+DILATION = HParam("dilation", 1, (1, 2), short="d", doc="dilation rate of the kernel")
 
 
-KERNEL = kernel_hparam()
-KERNEL_357 = kernel_hparam((3, 5, 7))
-
-
-def check_int(op, arg, value, minimum=1):
-    """Raise unless `value` is an integer >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise op_error(op, f"{arg}={value!r}", "is invalid", f"integers >= {minimum}")
-    return value
-
-
-def check_kernel(op, kernel, arg="kernel"):
-    """Raise unless `kernel` is odd and positive (only odd kernels have a symmetric 'same' padding)."""
-    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
-        raise op_error(op, f"{arg}={kernel!r}", "has no symmetric padding that keeps the size",
-                       "odd integers 1, 3, 5, 7, ...")
-    return kernel
-
-
-def check_choice(op, arg, value, choices):
-    """Raise unless `value` is one of `choices` (for string-valued hparams)."""
-    if value not in choices:
-        raise op_error(op, f"{arg}={value!r}", "is unknown", ", ".join(map(str, choices)))
-    return value
-
-
-def check_common(op, stride, kernel=None, norm="bn", act="relu"):
-    """The checks every conv type shares: stride, an odd kernel (when it has one), known norm and act."""
-    check_int(op, "stride", stride)
-    if kernel is not None:
-        check_kernel(op, kernel)
-    check_choice(op, "norm", norm, NORM.choices)
-    check_choice(op, "act", act, ACT.choices)
-
-
-@register_op("conv", family="conv", hparams=(
-        KERNEL, HParam("dilation", 1, (1, 2), short="d", doc="dilation rate of the kernel"), NORM, ACT))
+@register_op("conv", family="conv", hparams=(KERNEL, DILATION, NORM, ACT))
 class Conv(ConvNormAct):
     """Vanilla k x k convolution over all input channels (LeNet/AlexNet/VGG)."""
 
@@ -95,8 +56,7 @@ def depthwise_multiplier(op, c_in, c_out):
     return c_out // c_in
 
 
-@register_op("depthwise", family="conv", hparams=(
-        KERNEL_357, HParam("dilation", 1, (1, 2), short="d", doc="dilation rate of the kernel"), NORM, ACT))
+@register_op("depthwise", family="conv", hparams=(KERNEL_357, DILATION, NORM, ACT))
 class Depthwise(ConvNormAct):
     """One k x k filter per input channel (groups = c_in); c_out = m * c_in (MobileNet, Xception)."""
 

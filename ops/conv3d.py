@@ -1,20 +1,8 @@
 """A 3-D convolution that also slides along the channel axis, projected back to c_out by a 1x1 conv."""
 from torch import nn
 
-from .conv import KERNEL, check_common, check_int, check_kernel
-from .layers import ConvNormAct, gn_groups, make_act
+from .layers import KERNEL, ConvNormAct, check_common, check_int, check_kernel, make_act, make_norm
 from .registry import ACT, NORM, HParam, register_op
-
-
-def make_norm3d(kind, c):
-    """The 5-D counterpart of `layers.make_norm`: bn -> BatchNorm3d, gn/ln -> GroupNorm, none -> Identity."""
-    if kind == "bn":
-        return nn.BatchNorm3d(c)
-    if kind == "gn":
-        return nn.GroupNorm(gn_groups(c), c)
-    if kind == "ln":
-        return nn.GroupNorm(1, c)
-    return nn.Identity()
 
 
 @register_op("conv3d", family="conv", hparams=(
@@ -38,7 +26,7 @@ class Conv3d(nn.Module):
         p = (kernel - 1) // 2
         self.conv = nn.Conv3d(1, filters, (depth_kernel, kernel, kernel), (1, stride, stride),
                               (depth_kernel // 2, p, p), bias=norm == "none")
-        self.norm = make_norm3d(norm, filters)
+        self.norm = make_norm(norm, filters, dims=3)
         self.act = make_act(act)
         self.project = ConvNormAct(filters * c_in, c_out, 1, norm=norm, act=act, op="conv3d")
         self.c_in, self.c_out, self.stride = c_in, c_out, stride

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from .conv import KERNEL, check_common, check_int
-from .layers import make_act, make_norm
+from .layers import KERNEL, check_common, check_divides, check_int, make_act, make_norm
 from .registry import ACT, NORM, HParam, op_error, register_op
 
 
@@ -28,10 +27,7 @@ class DeformConv(nn.Module):
 
     def __init__(self, c_in, c_out, stride=1, kernel=3, modulated=False, offset_groups=1, norm="bn", act="relu"):
         check_common("deform_conv", stride, kernel, norm, act)
-        check_int("deform_conv", "offset_groups", offset_groups)
-        if c_in % offset_groups:
-            valid = ", ".join(str(g) for g in range(1, c_in + 1) if c_in % g == 0)
-            raise op_error("deform_conv", f"offset_groups={offset_groups}", f"must divide c_in={c_in}", valid)
+        check_divides("deform_conv", "offset_groups", check_int("deform_conv", "offset_groups", offset_groups), c_in)
         if modulated not in (True, False):
             raise op_error("deform_conv", f"modulated={modulated!r}", "is not a boolean", "true, false")
         super().__init__()

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, make_act, make_norm
+from .layers import ConvNormAct, check_kernel, make_act, make_norm
 from .registry import ACT, NORM, HParam, op_error, register_op
 from .residual import needs_projection, plain_conv, projection
 
@@ -15,7 +15,7 @@ def branch_widths(op, c_out, widths, derived, divisor, names):
             raise op_error(op, f"widths={widths}", "is invalid", f"{len(names)} positive ints ({', '.join(names)})")
         total = sum(w for w, n in zip(widths, names) if not n.startswith("r"))
         if total != c_out:
-            raise op_error(op, f"widths={widths}", f"branch outputs sum to {total}, not c_out={c_out}",
+            raise op_error(op, f"widths={widths}", f"gives branch outputs summing to {total}, not c_out={c_out}",
                            f"{', '.join(n for n in names if not n.startswith('r'))} summing to {c_out}")
         return widths
     if c_out % divisor:
@@ -82,8 +82,7 @@ class InceptionFactorized(nn.Module):
     def __init__(self, c_in, c_out, stride=1, n=3, widths=(), norm="bn", act="relu"):
         super().__init__()
         op = self.op_name
-        if n < 1 or n % 2 == 0:
-            raise op_error(op, f"n={n}", "has no symmetric padding", "odd n: 3, 5, 7")
+        check_kernel(op, n, "n")
         b1, r2, b2, r3, b3, bp = branch_widths(op, c_out, widths, factorized_widths, 4,
                                                ("1x1", "r_nxn", "nxn", "r_double", "double", "pool"))
 

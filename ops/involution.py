@@ -2,9 +2,8 @@
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import KERNEL_357, check_common, check_int
-from .layers import ConvNormAct, make_act, make_norm
-from .registry import ACT, NORM, HParam, op_error, register_op
+from .layers import KERNEL_357, ConvNormAct, check_common, check_divides, check_int, make_act, make_norm
+from .registry import ACT, NORM, HParam, register_op
 
 
 @register_op("involution", family="conv", hparams=(
@@ -26,9 +25,7 @@ class Involution(nn.Module):
         check_common("involution", stride, kernel, norm, act)
         check_int("involution", "groups", groups)
         check_int("involution", "reduction", reduction)
-        if c_in % groups:
-            valid = ", ".join(str(g) for g in range(1, c_in + 1) if c_in % g == 0)
-            raise op_error("involution", f"groups={groups}", f"must divide c_in={c_in}", valid)
+        check_divides("involution", "groups", groups, c_in)
         super().__init__()
         self.c_in, self.c_out, self.stride = c_in, c_out, stride
         self.kernel, self.groups, self.reduction = kernel, groups, reduction

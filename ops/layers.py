@@ -1,7 +1,83 @@
-"""Small building pieces shared by the ops: norm/act factories, padding checks, Conv-Norm-Act."""
+"""Small building pieces shared by the ops: argument checks, the kernel hparam, norm/act factories, Conv-Norm-Act."""
 import math
 
 from torch import nn
+
+from .registry import ACT, NORM, HParam, op_error
+
+
+def kernel_hparam(choices=(1, 3, 5, 7), default=3, doc="kernel size k (a k x k window)"):
+    """The elastic `kernel` hparam: candidates differing only in k share one centre-cropped weight."""
+    return HParam("kernel", default, tuple(choices), elastic=True, short="k", doc=doc)
+
+
+KERNEL = kernel_hparam()
+KERNEL_357 = kernel_hparam((3, 5, 7))
+
+
+def check_int(op, arg, value, minimum=1):
+    """Raise unless `value` is an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise op_error(op, f"{arg}={value!r}", "is invalid", f"integers >= {minimum}")
+    return value
+
+
+def check_kernel(op, kernel, arg="kernel"):
+    """Raise unless `kernel` is odd and positive (only odd kernels have a symmetric 'same' padding)."""
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise op_error(op, f"{arg}={kernel!r}", "has no symmetric padding that keeps the size",
+                       "odd integers 1, 3, 5, 7, ...")
+    return kernel
+
+
+def check_choice(op, arg, value, choices):
+    """Raise unless `value` is one of `choices` (for string-valued hparams)."""
+    if value not in choices:
+        raise op_error(op, f"{arg}={value!r}", "is unknown", ", ".join(map(str, choices)))
+    return value
+
+
+def check_common(op, stride, kernel=None, norm="bn", act="relu"):
+    """The checks every conv type shares: stride, an odd kernel (when it has one), known norm and act."""
+    check_int(op, "stride", stride)
+    if kernel is not None:
+        check_kernel(op, kernel)
+    check_choice(op, "norm", norm, NORM.choices)
+    check_choice(op, "act", act, ACT.choices)
+
+
+def check_same_channels(op, c_in, c_out):
+    """Raise unless c_out == c_in (the op cannot change the channel count)."""
+    if c_out != c_in:
+        raise op_error(op, f"c_out={c_out}", f"differs from c_in={c_in} (this op keeps the channel count)",
+                       f"c_out={c_in}")
+
+
+def check_stride_one(op, stride):
+    """Raise unless stride == 1 (the op keeps the spatial size)."""
+    if stride != 1:
+        raise op_error(op, f"stride={stride}", "is not supported (this op keeps the spatial size)", "stride=1")
+
+
+def divisors(n):
+    """The positive divisors of `n`, ascending."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_divides(op, arg, value, c_in):
+    """Raise unless `value` (a group count) divides c_in."""
+    if c_in % value:
+        raise op_error(op, f"{arg}={value}", f"must divide c_in={c_in}", ", ".join(map(str, divisors(c_in))))
+    return value
+
+
+def check_groups(op, c_in, c_out, groups, arg="groups"):
+    """Raise unless `groups` divides both channel counts."""
+    if groups < 1 or c_in % groups or c_out % groups:
+        valid = [g for g in divisors(min(c_in, c_out)) if c_in % g == 0 and c_out % g == 0]
+        raise op_error(op, f"{arg}={groups}", f"must divide c_in={c_in} and c_out={c_out}",
+                       ", ".join(map(str, valid)))
+    return groups
 
 
 def make_divisible(v, divisor=8, min_value=None):
@@ -39,10 +115,10 @@ def gn_groups(c):
     return 1
 
 
-def make_norm(kind, c):
-    """Normalisation by name over `c` channels: bn | gn | ln (GroupNorm with one group) | none."""
+def make_norm(kind, c, dims=2):
+    """Normalisation by name over `c` channels: bn | gn | ln (GroupNorm with one group) | none; dims=3 for 5-D maps."""
     if kind == "bn":
-        return nn.BatchNorm2d(c)
+        return nn.BatchNorm3d(c) if dims == 3 else nn.BatchNorm2d(c)
     if kind == "gn":
         return nn.GroupNorm(gn_groups(c), c)
     if kind == "ln":
@@ -55,17 +131,10 @@ def make_norm(kind, c):
 def same_padding(op, kernel, dilation=1):
     """Symmetric padding that keeps the size at stride 1; even kernels cannot have one."""
     if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"op '{op}': kernel={kernel} has no symmetric padding; valid: odd kernels 1, 3, 5, 7, ...")
+        raise op_error(op, f"kernel={kernel}", "has no symmetric padding", "odd kernels 1, 3, 5, 7, ...")
     if dilation < 1:
-        raise ValueError(f"op '{op}': dilation={dilation} is invalid; valid: integers >= 1")
+        raise op_error(op, f"dilation={dilation}", "is invalid", "integers >= 1")
     return (kernel - 1) // 2 * dilation
-
-
-def check_groups(op, c_in, c_out, groups, arg="groups"):
-    """Raise unless `groups` divides both channel counts."""
-    if groups < 1 or c_in % groups or c_out % groups:
-        valid = [g for g in range(1, min(c_in, c_out) + 1) if c_in % g == 0 and c_out % g == 0]
-        raise ValueError(f"op '{op}': {arg}={groups} must divide c_in={c_in} and c_out={c_out}; valid: {valid}")
 
 
 class ConvNormAct(nn.Sequential):

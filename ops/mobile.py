@@ -4,14 +4,14 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import (ConvNormAct, SqueezeExcite, channel_shuffle, check_groups, make_act, make_divisible, make_norm,
-                     same_padding)
+from .layers import (ConvNormAct, SqueezeExcite, channel_shuffle, check_choice, check_groups, check_kernel,
+                     kernel_hparam, make_act, make_divisible, make_norm)
 from .registry import ACT, NORM, HParam, op_error, register_op
 from .residual import plain_conv
 
 
 @register_op("mbconv", family="block", hparams=(
-        HParam("kernel", 3, (3, 5, 7), elastic=True, short="k", doc="depthwise kernel"),
+        kernel_hparam((3, 5, 7), doc="depthwise kernel"),
         HParam("expand", 6, (1, 3, 4, 6), elastic=True, short="e", doc="expansion ratio (float allowed)"),
         HParam("hidden", 0, short="h", doc="expanded channels; 0 = round(c_in * expand), as MobileNetV2"),
         HParam("se", 0.0, (0.0, 0.25), short="se", doc="squeeze-excite ratio; 0 = no SE"),
@@ -33,15 +33,16 @@ class MBConv(nn.Module):
                  se_gate="sigmoid", se_act="relu", norm="bn", act="relu6"):
         super().__init__()
         op = self.op_name
-        if hidden < 0 or (hidden == 0 and expand <= 0):
-            raise op_error(op, "expand/hidden", f"expand={expand}, hidden={hidden} give no expanded width",
-                           "expand > 0 with hidden = 0, or hidden >= 1")
+        if hidden < 0:
+            raise op_error(op, f"hidden={hidden}", "is invalid", "0 (= round(c_in * expand)) or an integer >= 1")
+        if hidden == 0 and expand <= 0:
+            raise op_error(op, f"expand={expand}", "gives no expanded width (hidden=0 derives it from expand)",
+                           "expand > 0, or an explicit hidden >= 1")
         hidden = int(hidden) or max(1, int(round(c_in * expand)))
         if se < 0:
             raise op_error(op, f"se={se}", "is invalid", "0 (no SE) or a ratio > 0, e.g. 0.25")
-        if se_base not in ("hidden", "input"):
-            raise op_error(op, f"se_base='{se_base}'", "is unknown", "hidden, input")
-        same_padding(op, kernel)  # odd kernels only
+        check_choice(op, "se_base", se_base, ("hidden", "input"))
+        check_kernel(op, kernel)
         self.expand = ConvNormAct(c_in, hidden, 1, norm=norm, act=act) if hidden != c_in else None
         self.dw = ConvNormAct(hidden, hidden, kernel, stride, groups=hidden, norm=norm, act=act, op=op)
         if se > 0:
@@ -98,7 +99,7 @@ class ShuffleV1(nn.Module):
 
 
 @register_op("shuffle_v2", family="block", hparams=(
-        HParam("kernel", 3, (3, 5, 7), elastic=True, short="k", doc="depthwise kernel"), NORM, ACT))
+        kernel_hparam((3, 5, 7), doc="depthwise kernel"), NORM, ACT))
 class ShuffleV2(nn.Module):
     """ShuffleNet v2 unit (torchvision's InvertedResidual): split, 1x1 -> dw -> 1x1 on one half, concat, shuffle.
 
@@ -112,9 +113,10 @@ class ShuffleV2(nn.Module):
         if c_out % 2:
             raise op_error(op, f"c_out={c_out}", "is odd (two branches of c_out // 2)", "even c_out")
         if stride == 1 and c_in != c_out:
-            raise op_error(op, f"c_out={c_out}", f"differs from c_in={c_in} at stride 1 (half the input passes through)",
+            raise op_error(op, f"c_out={c_out}",
+                           f"differs from c_in={c_in} at stride 1 (half the input passes through)",
                            f"c_out = {c_in} at stride 1, or stride 2")
-        same_padding(op, kernel)  # odd kernels only
+        check_kernel(op, kernel)
         bf = c_out // 2
 
         if stride > 1:

@@ -5,8 +5,7 @@ that the output is N x c_out x ceil(H/stride) x ceil(W/stride).
 """
 from torch import nn
 
-from .conv import KERNEL_357, check_choice, check_common
-from .layers import ConvNormAct
+from .layers import KERNEL_357, ConvNormAct, check_choice, check_common
 from .registry import ACT, NORM, HParam, register_op
 
 DW_ACT = HParam("dw_act", "same", ("same", *ACT.choices),

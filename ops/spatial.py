@@ -5,9 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import check_same_channels, check_stride_one
-from .conv import check_int, check_kernel
-from .layers import channel_shuffle, check_groups
+from .layers import channel_shuffle, check_groups, check_int, check_kernel, check_same_channels, check_stride_one
 from .registry import HParam, register_op
 
 

@@ -5,16 +5,17 @@ Each op maps N x c_in x H x W to N x c_out x (H*upsample) x (W*upsample); `strid
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import KERNEL, check_common, check_int, kernel_hparam
-from .layers import ConvNormAct, make_act, make_norm
+from .layers import KERNEL, ConvNormAct, check_common, check_int, kernel_hparam, make_act, make_norm
 from .registry import ACT, NORM, HParam, op_error, register_op
 
 UPSAMPLE = HParam("upsample", 2, (2, 4), short="u", doc="integer scale factor of H and W")
 
 
 def check_upsample(op, stride, upsample):
+    """Raise unless stride == 1 and `upsample` is an integer >= 2."""
     if stride != 1:
-        raise op_error(op, f"stride={stride}", "is not supported by an upsampling op (it scales by `upsample`)", "1")
+        raise op_error(op, f"stride={stride}", "is not supported (an upsampling op scales by `upsample`)",
+                       "stride=1")
     return check_int(op, "upsample", upsample, minimum=2)
 
 

@@ -11,9 +11,7 @@ def profile_of(hardware):
     from .profile import DeviceProfile
 
     d = to_dict(hardware) if not isinstance(hardware, dict) else dict(hardware)
-    for key in ("calibration_archs", "table", "allow_foreign"):
-        d.pop(key, None)
-    return DeviceProfile.from_dict(d)
+    return DeviceProfile.from_dict(d)  # drops the table keys (calibration_archs, table, allow_foreign)
 
 
 def prepare(space, hardware, out_dir: str, progress: bool | None = None, seed: int = 0):
@@ -30,10 +28,11 @@ def prepare(space, hardware, out_dir: str, progress: bool | None = None, seed: i
     else:
         table = LatencyTable.open(out_dir, profile, allow_foreign=allow_foreign)
     units = space_units(space)
+    table.spaces = sorted(set(table.spaces) | {space_signature(space)})
     missing = table.missing(units)
     if missing:
         _say(f"latency: measuring {len(missing)} of {len(units)} table entries on {profile.key()}")
-        table.build(units, progress=progress)
+        table.build(units, progress=progress, size=space.spec.input_size)
     if space_signature(space) not in (table.calibrations or {}):
         n = int(getattr(hardware, "calibration_archs", 16))
         _say(f"latency: calibrating on {n} whole networks measured end to end")

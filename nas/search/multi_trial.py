@@ -1,11 +1,25 @@
-"""Multi-trial mode: each candidate trained from scratch on a budget, pruned by successive halving."""
+"""Multi-trial mode: each candidate trained from scratch on a budget, pruned by asynchronous successive halving.
+
+Every trial trains its architecture from scratch for at most `search.trial_epochs` epochs and reports its
+validation accuracy after each one. At the rungs (epochs 1, 2, 4, ... below the budget) a candidate whose
+accuracy falls below the top 1/eta of the candidates already seen at that rung is stopped: the ASHA rule.
+
+Why the rule lives here and not in an Optuna pruner: the search is multi-objective (accuracy vs latency),
+and Optuna's `Trial.report` / `Trial.should_prune` and with them every `optuna.pruners` pruner support
+single-objective studies only (`should_prune` raises NotImplementedError when the study has several
+directions). So the in-process executor applies the rule itself (`SuccessiveHalving`, the same cut-off as
+Ray Tune's `ASHAScheduler`, which the Ray executor uses) and ends a weak trial with `optuna.TrialPruned`,
+which Optuna records as PRUNED in study.db whatever the number of objectives.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from typing import Callable
 
+import numpy as np
 import optuna
 
 from nas.io import atomic_write_json
@@ -13,6 +27,8 @@ from nas.io import atomic_write_json
 
 def rungs(max_epochs: int, grace: int = 1, eta: int = 2) -> list[int]:
     """Epochs at which successive halving compares candidates: grace, grace*eta, ... below max_epochs."""
+    if grace < 1 or eta < 2:
+        raise ValueError(f"successive halving: grace must be >= 1 and eta >= 2 (got grace={grace}, eta={eta})")
     out, r = [], grace
     while r < max_epochs:
         out.append(r)
@@ -20,28 +36,35 @@ def rungs(max_epochs: int, grace: int = 1, eta: int = 2) -> list[int]:
     return out
 
 
-class SuccessiveHalving:
-    """Asynchronous successive halving (the ASHA rule): continue only in the top 1/eta of a rung so far."""
+def asha_cutoff(previous: list[float], eta: int) -> float | None:
+    """Ray Tune's ASHA cut-off: the (1 - 1/eta) percentile of the scores already recorded at a rung."""
+    finite = [s for s in previous if math.isfinite(s)]
+    return float(np.percentile(finite, (1 - 1 / eta) * 100)) if finite else None
 
-    def __init__(self, path: str, max_epochs: int, grace: int = 1, eta: int = 2):
+
+class SuccessiveHalving:
+    """ASHA for sequential in-process trials; each rung's scores, in the order recorded, kept in a JSON file
+    (`{"epoch": [[candidate, score], ...]}`) so that a resumed search goes on with the same history."""
+
+    def __init__(self, path: str | None, max_epochs: int, grace: int = 1, eta: int = 2):
         self.path, self.eta = path, eta
         self.rungs = rungs(max_epochs, grace, eta)
-        self.scores: dict[str, list[float]] = {}
-        if os.path.exists(path):
+        self.scores: dict[str, list[list]] = {}
+        if path and os.path.exists(path):
             with open(path) as f:
                 self.scores = json.load(f)
 
-    def keep(self, epoch: int, score: float) -> bool:
-        """Record `score` at `epoch`; False when the candidate falls below its rung's top 1/eta."""
+    def keep(self, key: str, epoch: int, score: float) -> bool:
+        """Record `key`'s `score` at `epoch`; False when it is below the rung's cut-off (a NaN score never continues)."""
         if epoch not in self.rungs:
             return True
-        seen = self.scores.setdefault(str(epoch), [])
-        seen.append(float(score))
-        atomic_write_json(self.path, self.scores)
-        if len(seen) < self.eta:
-            return True
-        k = max(1, len(seen) // self.eta)
-        return score >= sorted(seen, reverse=True)[k - 1]
+        # a candidate scored again (rerun after an interruption) is compared with the others, recorded anew
+        seen = [kv for kv in self.scores.get(str(epoch), []) if kv[0] != key]
+        cut = asha_cutoff([s for _, s in seen], self.eta)
+        self.scores[str(epoch)] = seen + [[key, float(score)]]
+        if self.path:
+            atomic_write_json(self.path, self.scores)
+        return math.isfinite(score) and (cut is None or score >= cut)
 
 
 def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, float], bool] | None = None,
@@ -55,11 +78,11 @@ def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, fl
         pass
 
     loaders = make_loaders(splits, spec.data.batch_size, seed=spec.seed)
-    best = {"acc": 0.0}
+    last = {"acc": float("nan")}
 
     def epoch_end(record, _path):
-        best["acc"] = float(record.get("val_accuracy", 0.0))
-        if on_epoch is not None and not on_epoch(int(record["epoch"]), best["acc"]):
+        last["acc"] = float(record.get("val_accuracy", float("nan")))
+        if on_epoch is not None and not on_epoch(int(record["epoch"]), last["acc"]):
             raise Stop
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +91,7 @@ def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, fl
                         resume=False, progress=False, on_epoch_end=epoch_end)
         except Stop:
             pass
-    return best["acc"]
+    return last["acc"]
 
 
 class MultiTrialScorer:
@@ -79,15 +102,21 @@ class MultiTrialScorer:
         self.halving = SuccessiveHalving(run.path("multi_trial_rungs.json"), run.spec.search.trial_epochs)
 
     def __call__(self, arch) -> dict[str, float]:
-        pruned = {"at": None}
+        from nas.train import TrainingDiverged
+
+        key, pruned = arch.to_string(), {"at": None}
 
         def on_epoch(epoch: int, acc: float) -> bool:
-            if self.halving.keep(epoch, acc):
+            if self.halving.keep(key, epoch, acc):
                 return True
             pruned["at"] = epoch
             return False
 
-        acc = train_candidate(self.run.spec, self.run.splits, arch, self.run.spec.search.trial_epochs, on_epoch)
+        try:
+            acc = train_candidate(self.run.spec, self.run.splits, arch, self.run.spec.search.trial_epochs, on_epoch)
+        except TrainingDiverged:
+            return {"accuracy": float("nan")}  # a NaN objective: Optuna marks the trial FAIL, the search goes on
         if pruned["at"] is not None:
-            raise optuna.TrialPruned(f"below the top 1/{self.halving.eta} at epoch {pruned['at']} ({acc:.3f})")
+            raise optuna.TrialPruned(f"accuracy {acc:.3f} at epoch {pruned['at']} is below the top "
+                                     f"1/{self.halving.eta} of that rung")
         return {"accuracy": acc}

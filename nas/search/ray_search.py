@@ -1,113 +1,270 @@
-"""Ray Tune executor: the same Optuna sampler inside OptunaSearch, trials as Ray tasks, ASHA in multi-trial."""
+"""Ray Tune executor: the run's Optuna study and sampler inside Tune's OptunaSearch, trials as Ray actors.
+
+The study lives in the run's study.db, as for the in-process executor. `ArchSpace` (OptunaSearch's
+define-by-run space) asks the study for an architecture and stores its arch string, cost metrics and
+constraint violations on the trial; the trial (an actor holding `cpus_per_trial` and a fraction
+`gpus_per_trial` of a GPU) scores it and reports accuracy and costs; `StudySearch.on_trial_complete`
+stores the metrics and tells the study the values: PRUNED when ASHA stopped a multi-trial candidate before
+its last epoch, FAIL after an error (once `max_failures` retries are spent) or on a NaN value. A repeated
+architecture reuses the study's earlier result instead of being scored again.
+
+Resume: an interrupted Tune experiment is continued with `Tuner.restore` (its trials and its searcher).
+Tune cannot raise the sample count of a restored experiment (the search generator restores its
+`total_samples` from the checkpoint), so trials still missing afterwards, e.g. after `search.trials` was
+raised, run in a new Tune experiment (a "segment" in ray/) over the same study; finished trials never rerun.
+"""
 from __future__ import annotations
 
+import glob
+import math
 import os
-from typing import Any
+import warnings
+from typing import Any, Callable
 
 import optuna
+from ray.tune.search.optuna import OptunaSearch
 
-from .optuna_search import make_sampler, set_constraints, suggest_arch
+from nas.io import atomic_write_text
 
-_WORKER_CACHE: dict[str, Any] = {}  # per Ray worker process: the supernet, loaded once
+from .objectives import ArchEvaluator, objective_values
+from .optuna_search import completed_cache, counts_as_done, make_sampler, open_study, set_constraints, suggest_arch
+
+QUALITY = ("accuracy", "miou", "pixel_accuracy")
+DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
+_HOOKS: dict[str, Callable] = {}  # study storage URL -> the driver's on_trial(trial, arch, metrics); never pickled
+_WORKER: dict[str, Any] = {}  # per Ray actor process: the run's loaders (and supernet), loaded once
 
 
-def _one_shot_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
-    """A Tune function trainable: score one path of the trained supernet and report every metric."""
-    from ray import tune
+class ArchSpace:
+    """OptunaSearch's define-by-run space: suggest an arch, store its costs; picklable (Tune checkpoints it)."""
+
+    def __init__(self, space, evaluator: ArchEvaluator, cache: dict[str, dict[str, Any]]):
+        self.space, self.evaluator, self.cache = space, evaluator, cache
+
+    def __call__(self, trial) -> dict[str, Any]:
+        arch = suggest_arch(trial, self.space)
+        key = arch.to_string()
+        cost = self.evaluator.cost(arch)
+        trial.set_user_attr("arch", key)
+        trial.set_user_attr("cost", cost)
+        set_constraints(trial, self.evaluator, cost)
+        hit = self.cache.get(key)
+        return {"cost": cost, "cached": {q: hit[q] for q in QUALITY if q in hit} if hit else None}
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch that records what the in-process executor records, and tells ASHA-stopped trials PRUNED."""
+
+    def __init__(self, arch_space: ArchSpace, objectives, directions, sampler, study_name: str, storage,
+                 hook_key: str, trial_epochs: int | None = None):
+        super().__init__(space=arch_space, metric=list(objectives),
+                         mode=["max" if d == "maximize" else "min" for d in directions],
+                         sampler=sampler, study_name=study_name, storage=storage)
+        self._objectives, self._trial_epochs, self._hook_key = list(objectives), trial_epochs, hook_key
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._completed_trials.add(trial_id)
+        ot_trial, State = self._ot_trials[trial_id], optuna.trial.TrialState
+        cost = dict(ot_trial.user_attrs.get("cost", {}))
+        quality = {q: float(result[q]) for q in QUALITY if result and q in result}
+        metrics: dict[str, Any] = {**cost, **quality}
+        if error or not quality:
+            state = State.FAIL  # errored after its retries, or stopped before it reported: runs again on resume
+        elif self._trial_epochs and int(result.get("epoch", self._trial_epochs)) < self._trial_epochs:
+            state = State.PRUNED  # stopped by ASHA at a rung; its accuracy there is kept for the table
+            metrics["pruned_at_epoch"] = int(result["epoch"])
+        else:
+            state = None  # COMPLETE, or FAIL when a value is NaN (what study.optimize does)
+            metrics["feasible"] = all(v <= 0 for v in self._space.evaluator.violations(cost))
+            if result.get("cached"):
+                metrics["cached"] = True
+        try:
+            if state != State.FAIL:
+                ot_trial.set_user_attr("metrics", {k: v for k, v in metrics.items()
+                                                   if not (isinstance(v, float) and not math.isfinite(v))})
+            if state is None:
+                with warnings.catch_warnings():  # "The value nan is not acceptable": FAIL, as in study.optimize
+                    warnings.simplefilter("ignore", UserWarning)
+                    told = self._ot_study.tell(ot_trial, objective_values(metrics, self._objectives))
+            else:
+                told = self._ot_study.tell(ot_trial, state=state)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            return  # told before an interruption, then run again by Tuner.restore: the first result stands
+        arch = ot_trial.user_attrs.get("arch", "")
+        if told.state == State.COMPLETE:
+            self._space.cache[arch] = metrics
+        hook = _HOOKS.get(self._hook_key)
+        if hook is not None and state is None:
+            hook(ot_trial, arch, metrics)
+
+
+def _trial_setup(config: dict, space, spec_dict: dict, run_dir: str, supernet: bool):
+    """The worker's spec, loaders (and supernet) for this run, loaded once per actor; the config's arch."""
+    import torch
 
     from nas.config import load_spec
     from nas.data import load_dataset, make_loaders
-    from nas.evaluate import score_arch
 
-    from .stages import load_trained_supernet
-
-    spec = load_spec(spec_dict)
-    if "supernet" not in _WORKER_CACHE:
+    state = _WORKER.get(run_dir)
+    if state is None:
+        spec = load_spec(spec_dict)
+        torch.set_num_threads(max(1, int(spec.search.ray.cpus_per_trial)))
         splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed)
-        _WORKER_CACHE["loaders"] = make_loaders(splits, spec.data.batch_size, seed=spec.seed)
-        _WORKER_CACHE["supernet"] = load_trained_supernet(space, run_dir)
-    train_loader, val_loader, _ = _WORKER_CACHE["loaders"]
+        state = {"spec": spec, "splits": splits,
+                 "loaders": make_loaders(splits, spec.data.batch_size, seed=spec.seed)}
+        _WORKER.clear()
+        _WORKER[run_dir] = state
+    if supernet and "supernet" not in state:
+        from .stages import load_trained_supernet
+
+        net = load_trained_supernet(space, run_dir)
+        state["supernet"] = net.cuda() if torch.cuda.is_available() else net
     arch = space.decode({d.key: config[d.key] for d in space.decisions()})
-    acc = score_arch(_WORKER_CACHE["supernet"], arch, train_loader, val_loader, spec.search.bn_batches)
-    tune.report({"accuracy": float(acc), **{k: v for k, v in config.items() if k.startswith("cost/")}})
+    return state, arch
 
 
-def _multi_trial_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
-    """A Tune function trainable: train one candidate from scratch, reporting accuracy after each epoch (ASHA)."""
+def one_shot_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
+    """Tune function trainable: score one path of the trained supernet; report accuracy and costs."""
     from ray import tune
 
-    from nas.config import load_spec
-    from nas.data import load_dataset
+    from nas.evaluate import score_arch
+
+    if config.get("cached"):
+        tune.report({**config["cached"], **config["cost"], "cached": True})
+        return
+    state, arch = _trial_setup(config, space, spec_dict, run_dir, supernet=True)
+    train_loader, val_loader, _ = state["loaders"]
+    acc = score_arch(state["supernet"], arch, train_loader, val_loader, state["spec"].search.bn_batches)
+    tune.report({"accuracy": float(acc), **config["cost"]})
+
+
+def multi_trial_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
+    """Tune function trainable: train one candidate from scratch, reporting after each epoch (ASHA stops it)."""
+    from ray import tune
+
+    from nas.train import TrainingDiverged
 
     from .multi_trial import train_candidate
 
-    spec = load_spec(spec_dict)
-    splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed)
-    arch = space.decode({d.key: config[d.key] for d in space.decisions()})
-    costs = {k: v for k, v in config.items() if k.startswith("cost/")}
+    epochs = int(spec_dict["search"]["trial_epochs"])
+    if config.get("cached"):
+        tune.report({**config["cached"], **config["cost"], "epoch": epochs, "cached": True})
+        return
+    state, arch = _trial_setup(config, space, spec_dict, run_dir, supernet=False)
 
     def report(epoch: int, acc: float) -> bool:
-        tune.report({"accuracy": acc, "epoch": epoch, **costs})  # ASHA stops the trial here when it is weak
+        tune.report({"accuracy": acc, "epoch": epoch, **config["cost"]})
         return True
 
-    train_candidate(spec, splits, arch, spec.search.trial_epochs, on_epoch=report)
+    try:
+        train_candidate(state["spec"], state["splits"], arch, epochs, on_epoch=report)
+    except TrainingDiverged:  # a NaN objective: the trial is marked FAIL, the search goes on
+        tune.report({"accuracy": float("nan"), "epoch": epochs, **config["cost"]})
 
 
-def run_ray_search(run, evaluator) -> optuna.Study:
-    """Run the trials on Ray Tune (local runtime, or `search.ray.address`); resumes with Tuner.restore."""
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def init_ray(ray_section) -> bool:
+    """Join `search.ray.address`, or start a local runtime sized for the concurrent trials; True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if ray_section.address:
+        ray.init(address=ray_section.address, log_to_driver=False)
+    else:
+        cpus = max(1, math.ceil(ray_section.max_concurrent * ray_section.cpus_per_trial))
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return True
+
+
+def segments(root: str) -> list[str]:
+    """The run's Tune experiments in the order they ran (ray/tune-0, ray/tune-1, ...)."""
+    if not os.path.isdir(root):
+        return []
+    names = [n for n in os.listdir(root) if n.startswith("tune-") and n[5:].isdigit()]
+    return [os.path.join(root, n) for n in sorted(names, key=lambda n: int(n[5:]))]
+
+
+def restorable(path: str) -> bool:
+    """An interrupted Tune experiment that saved its state at least once (a finished one is marked done)."""
+    from ray import tune
+
+    return (not os.path.exists(os.path.join(path, DONE_MARK)) and tune.Tuner.can_restore(path)
+            and bool(glob.glob(os.path.join(path, "experiment_state-*.json"))))
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))
+
+
+def _close_segment(path: str, grid, num_samples: int | None, timed: bool, study: optuna.Study) -> None:
+    """Mark a Tune experiment done when all its trials ended (an interrupted one is restored on resume instead);
+    trials the study still holds as RUNNING then belong to no Ray trial (stopped by the time budget): FAIL."""
+    ended = grid.num_terminated + grid.num_errors == len(grid)
+    if not ended or (num_samples is not None and len(grid) < num_samples and not timed):
+        return
+    atomic_write_text(os.path.join(path, DONE_MARK), "")
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def run_ray_search(run, evaluator: ArchEvaluator, on_trial: Callable | None = None) -> optuna.Study:
+    """Run the search's trials on Ray Tune until the study holds `search.trials` finished ones; resumable."""
     import ray
     from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     from nas.schema import to_dict
 
-    spec = run.spec
-    rs = spec.search.ray
-    if not ray.is_initialized():
-        if rs.address:
-            ray.init(address=rs.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, int(rs.max_concurrent * rs.cpus_per_trial)), include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-    quality = [o for o in run.objectives if o in ("accuracy", "miou", "pixel_accuracy")]
-    metric_names = [("accuracy" if o in quality else f"cost/{o}") for o in run.objectives]
-    modes = ["max" if d == "maximize" else "min" for d in run.directions]
+    from .stages import say
 
-    def define_by_run(trial):
-        arch = suggest_arch(trial, run.space)
-        cost = evaluator.cost(arch)
-        trial.set_user_attr("arch", arch.to_string())
-        trial.set_user_attr("metrics", cost)
-        set_constraints(trial, evaluator, cost)
-        return {f"cost/{k}": v for k, v in cost.items()}
-
-    sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.abspath(run.path('study.db'))}")
-    searcher = ConcurrencyLimiter(OptunaSearch(space=define_by_run, metric=metric_names, mode=modes,
-                                               sampler=sampler, study_name=spec.name, storage=storage),
-                                  max_concurrent=rs.max_concurrent)
-    fn = _one_shot_trial if spec.search.mode == "one_shot" else _multi_trial_trial
+    spec, rs = run.spec, run.spec.search.ray
+    multi = spec.search.mode == "multi_trial"
+    started = init_ray(rs)
+    study = open_study(run.dir, spec.name, run.directions, make_sampler(spec.search.sampler, spec.seed,
+                                                                        spec.search.population))
+    storage_url = f"sqlite:///{os.path.abspath(run.path('study.db'))}"
+    fn = multi_trial_trial if multi else one_shot_trial
     trainable = tune.with_resources(
         tune.with_parameters(fn, space=run.space, spec_dict=to_dict(spec), run_dir=os.path.abspath(run.dir)),
         {"cpu": rs.cpus_per_trial, "gpu": rs.gpus_per_trial})
-    scheduler = None
-    if spec.search.mode == "multi_trial":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="epoch",
-                                  max_t=spec.search.trial_epochs, grace_period=1, reduction_factor=2)
-    storage_path = os.path.abspath(run.path("ray"))
-    exp = os.path.join(storage_path, spec.name)
-    if run.resume and tune.Tuner.can_restore(exp):
-        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
-                                        time_budget_s=spec.search.timeout_s),
-            run_config=tune.RunConfig(name=spec.name, storage_path=storage_path, verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=rs.max_failures)))
-    tuner.fit()
-    study = optuna.load_study(study_name=spec.name, storage=storage)
-    return study
+    root = os.path.abspath(run.path("ray"))
+    past = segments(root)
+    timed = spec.search.timeout_s is not None
+    _HOOKS[storage_url] = on_trial
+    try:
+        if past and restorable(past[-1]):
+            say(run, f"search: continuing the interrupted Ray Tune experiment {past[-1]}")
+            grid = tune.Tuner.restore(past[-1], trainable=trainable, resume_unfinished=True,
+                                      resume_errored=False).fit()
+            _close_segment(past[-1], grid, None, timed, study)
+        todo = spec.search.trials - finished_count(study)
+        if todo > 0:
+            cost_only = ArchEvaluator(None, evaluator.latency_model, evaluator.constraints)
+            cost_only.cost_cache.update(evaluator.cost_cache)
+            sampler = make_sampler(spec.search.sampler, spec.seed + len(past), spec.search.population)
+            searcher = StudySearch(ArchSpace(run.space, cost_only, completed_cache(study)), run.objectives,
+                                   run.directions, sampler, spec.name, optuna.storages.RDBStorage(storage_url),
+                                   hook_key=storage_url, trial_epochs=spec.search.trial_epochs if multi else None)
+            scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="epoch", max_t=spec.search.trial_epochs,
+                                      grace_period=1, reduction_factor=2) if multi else None
+            name = f"tune-{len(past)}"
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=rs.max_concurrent),
+                                            scheduler=scheduler, num_samples=todo, reuse_actors=True,
+                                            time_budget_s=spec.search.timeout_s, trial_dirname_creator=_trial_dirname),
+                run_config=tune.RunConfig(name=name, storage_path=root, verbose=0,
+                                          failure_config=tune.FailureConfig(max_failures=rs.max_failures)))
+            _close_segment(os.path.join(root, name), tuner.fit(), todo, timed, study)
+    finally:
+        _HOOKS.pop(storage_url, None)
+        if started:
+            ray.shutdown()
+    return optuna.load_study(study_name=spec.name, storage=storage_url)

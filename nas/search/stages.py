@@ -160,26 +160,26 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
     evaluator = ArchEvaluator(score, latency_model, constraints)
     ref = reference_point(run, evaluator)
     tracker = start_tracker(run)
+    sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
+    study = open_study(run.dir, spec.name, run.directions, sampler)
+    front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
+
+    def on_trial(trial, arch, metrics):
+        vals = [metrics.get(o) for o in run.objectives]
+        if metrics.get("feasible") and all(_finite(v) for v in vals):
+            front_pts.append(list(to_minimisation([vals], run.directions)[0]))
+        if tracker:
+            row = {"trial": trial.number, **{k: v for k, v in metrics.items() if _finite(v)}}
+            tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
 
     if spec.search.executor == "ray":
         from .ray_search import run_ray_search
 
-        say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler})")
-        study = run_ray_search(run, evaluator)
+        say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, "
+                 f"{len(study.trials)} already in {os.path.join(run.dir, 'study.db')})")
+        study = run_ray_search(run, evaluator, on_trial=on_trial)
     else:
-        sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
-        study = open_study(run.dir, spec.name, run.directions, sampler)
         evaluator.cache.update(completed_cache(study))
-        front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
-
-        def on_trial(trial, arch, metrics):
-            vals = [metrics.get(o) for o in run.objectives]
-            if metrics.get("feasible") and all(_finite(v) for v in vals):
-                front_pts.append(list(to_minimisation([vals], run.directions)[0]))
-            if tracker:
-                row = {"trial": trial.number, **{k: v for k, v in metrics.items() if _finite(v)}}
-                tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
-
         objective = make_objective(run.space, evaluator, run.objectives, on_trial=on_trial)
         done_before = len(study.trials)
         say(run, f"search: {spec.search.trials} trials with {spec.search.sampler} "

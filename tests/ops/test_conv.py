@@ -3,9 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from ops import build_op, op_spec
-
-H = 9  # odd, so a stride-2 output must be ceil(9/2) = 5
+from ops import build_op
+from op_checks import OpContract, assert_elastic_kernel_monotone, build_error
 
 # (op, c_in, c_out, hparams, closed-form parameter count written from the op's definition);
 # BN has 2 parameters (gamma, beta) per channel, a conv without norm has a bias per output channel
@@ -21,55 +20,15 @@ CASES = [
     ("dilated", 8, 16, {}, lambda ci, co: 3 * 3 * ci * co + 2 * co),
     ("dilated", 8, 16, {"kernel": 5, "dilation": 4, "norm": "ln"}, lambda ci, co: 25 * ci * co + 2 * co),
 ]
-IDS = [f"{c[0]}-{'-'.join(f'{k}{v}' for k, v in c[3].items()) or 'default'}" for c in CASES]
 
 
-def make(case, stride, seed=0):
-    torch.manual_seed(seed)
-    name, ci, co, hp, _ = case
-    return build_op(name, ci, co, stride, **hp), torch.randn(2, ci, H, H)
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_shape_and_parameter_count(case, stride):
-    m, x = make(case, stride)
-    assert m(x).shape == (2, case[2], -(-H // stride), -(-H // stride))
-    assert sum(p.numel() for p in m.parameters()) == case[4](case[1], case[2])
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_gradient_reaches_every_parameter(case, stride):
-    m, x = make(case, stride)
-    out = m.train()(x)
-    (out * torch.randn_like(out)).sum().backward()  # a random weighting: BN makes a plain sum's gradient zero
-    for name, p in m.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_eval_deterministic_and_channels_last(case, stride):
-    m, x = make(case, stride)
-    m.train()(x)  # move the BN running statistics away from their initial values
-    m.eval()
-    with torch.no_grad():
-        ref = m(x)
-        assert torch.equal(ref, m(x))
-        out = m(x.to(memory_format=torch.channels_last))
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+class TestConvContract(OpContract):
+    cases = CASES
 
 
 @pytest.mark.parametrize("name", ["conv", "group_conv", "depthwise", "dilated"])
 def test_elastic_kernel_shares_parameter_names_with_monotone_shapes(name):
-    spec = op_spec(name)
-    assert spec.hparam("kernel").elastic
-    shapes = [{n: p.shape for n, p in build_op(name, 8, 16, kernel=k).named_parameters()}
-              for k in sorted(spec.hparam("kernel").choices)]
-    for small, big in zip(shapes, shapes[1:]):
-        assert small.keys() == big.keys()
-        assert all(all(a <= b for a, b in zip(small[n], big[n])) for n in small)
+    assert_elastic_kernel_monotone(name)
 
 
 @pytest.mark.parametrize("name,c_in,c_out,hp,words", [
@@ -84,10 +43,9 @@ def test_elastic_kernel_shares_parameter_names_with_monotone_shapes(name):
     ("conv", 8, 16, {"dilation": 0}, ["'conv'", "dilation=0"]),
 ])
 def test_bad_arguments_name_op_and_argument(name, c_in, c_out, hp, words):
-    with pytest.raises(ValueError) as err:
-        build_op(name, c_in, c_out, **hp)
+    message = build_error(name, c_in, c_out, **hp)
     for w in words:
-        assert w in str(err.value)
+        assert w in message
 
 
 def test_bad_stride_names_op_and_argument():

@@ -3,9 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ops import build_op, op_spec
-
-H = 9
+from ops import build_op
+from op_checks import OpContract, assert_elastic_kernel_monotone, build_error
 
 # (op, c_in, c_out, hparams, closed-form parameter count): Conv3d(1 -> m, k_c x k x k) + BN3d(m)
 # + 1x1 conv (m*c_in -> c_out) + BN(c_out); without norm each conv has a bias instead
@@ -16,44 +15,11 @@ CASES = [
     ("conv3d", 6, 4, {"kernel": 1, "norm": "none", "act": "silu"}, lambda ci, co: 2 * 3 + 2 + 2 * ci * co + co),
     ("conv3d", 8, 8, {"filters": 4, "norm": "gn"}, lambda ci, co: 4 * 27 + 2 * 4 + 4 * ci * co + 2 * co),
 ]
-IDS = [f"{c[0]}-{'-'.join(f'{k}{v}' for k, v in c[3].items()) or 'default'}" for c in CASES]
 
 
-def make(case, stride, seed=0):
-    torch.manual_seed(seed)
-    name, ci, co, hp, _ = case
-    return build_op(name, ci, co, stride, **hp), torch.randn(2, ci, H, H)
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_shape_and_parameter_count(case, stride):
-    m, x = make(case, stride)
-    assert m(x).shape == (2, case[2], -(-H // stride), -(-H // stride))
-    assert sum(p.numel() for p in m.parameters()) == case[4](case[1], case[2])
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_gradient_reaches_every_parameter(case, stride):
-    m, x = make(case, stride)
-    out = m.train()(x)
-    (out * torch.randn_like(out)).sum().backward()
-    for name, p in m.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_eval_deterministic_and_channels_last(case, stride):
-    m, x = make(case, stride)
-    m.train()(x)
-    m.eval()
-    with torch.no_grad():
-        ref = m(x)
-        assert torch.equal(ref, m(x))
-        out = m(x.to(memory_format=torch.channels_last))
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+class TestConv3dContract(OpContract):
+    cases = CASES
+    convert_module = False  # Module.to(memory_format=channels_last) rejects the 5-D Conv3d weight
 
 
 @pytest.mark.parametrize("stride,kc,k,m", [(1, 3, 3, 2), (2, 5, 3, 2), (1, 3, 5, 4)])
@@ -81,13 +47,7 @@ def test_channel_sliding_equals_a_banded_2d_conv(stride, kc, k, m):
 
 
 def test_elastic_kernel_shares_parameter_names_with_monotone_shapes():
-    spec = op_spec("conv3d")
-    assert spec.hparam("kernel").elastic
-    shapes = [{n: p.shape for n, p in build_op("conv3d", 8, 16, kernel=k).named_parameters()}
-              for k in sorted(spec.hparam("kernel").choices)]
-    for small, big in zip(shapes, shapes[1:]):
-        assert small.keys() == big.keys()
-        assert all(all(a <= b for a, b in zip(small[n], big[n])) for n in small)
+    assert_elastic_kernel_monotone("conv3d")
 
 
 @pytest.mark.parametrize("hp,words", [
@@ -97,7 +57,6 @@ def test_elastic_kernel_shares_parameter_names_with_monotone_shapes():
     ({"norm": "batch"}, ["'conv3d'", "norm='batch'"]),
 ])
 def test_bad_arguments_name_op_and_argument(hp, words):
-    with pytest.raises(ValueError) as err:
-        build_op("conv3d", 8, 16, **hp)
+    message = build_error("conv3d", 8, 16, **hp)
     for w in words:
-        assert w in str(err.value)
+        assert w in message

@@ -7,9 +7,8 @@ from torchvision.models.googlenet import Inception as GoogLeNetInception
 
 from ops import build_op
 from search_spaces.arch import Layer
-from test_residual import assert_same_block, check_monotone, check_op, conv_norm, n_params
-
-
+from op_checks import (assert_round_trips, assert_same_block, build_error, check_monotone, check_op, conv_norm,
+                       n_params)
 
 def inception_params(ci, widths, norm="bn"):
     b1, r3, b3, r5, b5, bp = widths
@@ -123,13 +122,14 @@ def test_params_non_decreasing_in_channels():
     Layer("inception", 64, 2, {"widths": (16, 24, 32, 4, 8, 8)}),
 ])
 def test_compact_strings_round_trip(layer):
-    assert Layer.from_string(layer.to_string()) == layer
+    assert_round_trips(layer)
 
 
 @pytest.mark.parametrize("name,c_in,c_out,hp,message", [
     ("inception", 8, 12, {}, "op 'inception': c_out=12 cannot be split into the default branch widths; "
                              "valid: c_out divisible by 8"),
-    ("inception", 8, 16, {"widths": (4, 6, 8, 1, 2, 3)}, "branch outputs sum to 17, not c_out=16"),
+    ("inception", 8, 16, {"widths": (4, 6, 8, 1, 2, 3)},
+     "op 'inception': widths=(4, 6, 8, 1, 2, 3) gives branch outputs summing to 17, not c_out=16"),
     ("inception", 8, 16, {"widths": (8, 8)}, "op 'inception': widths=(8, 8) is invalid; valid: 6 positive ints"),
     ("inception_factorized", 8, 10, {}, "valid: c_out divisible by 4"),
     ("inception_factorized", 8, 16, {"n": 4}, "op 'inception_factorized': n=4 has no symmetric padding"),
@@ -137,7 +137,6 @@ def test_compact_strings_round_trip(layer):
     ("dense", 8, 16, {"growth": 0}, "op 'dense': growth=0 is invalid"),
 ])
 def test_bad_arguments(name, c_in, c_out, hp, message):
-    with pytest.raises(ValueError) as err:
-        build_op(name, c_in, c_out, 1, **hp)
-    assert message in str(err.value)
-    assert "valid:" in str(err.value)
+    error = build_error(name, c_in, c_out, 1, **hp)
+    assert message in error
+    assert "valid:" in error

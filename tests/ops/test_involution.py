@@ -3,9 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ops import build_op, op_spec
-
-H = 9
+from ops import build_op
+from op_checks import OpContract, assert_elastic_kernel_monotone, build_error
 
 
 def inv_params(ci, co, k, g, r, norm=True):
@@ -25,44 +24,10 @@ CASES = [
     ("involution", 8, 4, {"groups": 8, "norm": "none", "act": "silu"},
      lambda ci, co: inv_params(ci, co, 3, 8, 4, norm=False)),
 ]
-IDS = [f"{c[0]}-{c[1]}to{c[2]}-{'-'.join(f'{k}{v}' for k, v in c[3].items()) or 'default'}" for c in CASES]
 
 
-def make(case, stride, seed=0):
-    torch.manual_seed(seed)
-    name, ci, co, hp, _ = case
-    return build_op(name, ci, co, stride, **hp), torch.randn(2, ci, H, H)
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_shape_and_parameter_count(case, stride):
-    m, x = make(case, stride)
-    assert m(x).shape == (2, case[2], -(-H // stride), -(-H // stride))
-    assert sum(p.numel() for p in m.parameters()) == case[4](case[1], case[2])
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_gradient_reaches_every_parameter(case, stride):
-    m, x = make(case, stride)
-    out = m.train()(x)
-    (out * torch.randn_like(out)).sum().backward()
-    for name, p in m.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_eval_deterministic_and_channels_last(case, stride):
-    m, x = make(case, stride)
-    m.train()(x)
-    m.eval()
-    with torch.no_grad():
-        ref = m(x)
-        assert torch.equal(ref, m(x))
-        out = m(x.to(memory_format=torch.channels_last))
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+class TestInvolutionContract(OpContract):
+    cases = CASES
 
 
 @pytest.mark.parametrize("stride,k,g", [(1, 3, 1), (1, 5, 2), (2, 3, 4), (2, 7, 2), (3, 3, 2)])
@@ -103,13 +68,7 @@ def test_translation_equivariant_away_from_borders():
 
 
 def test_elastic_kernel_shares_parameter_names_with_monotone_shapes():
-    spec = op_spec("involution")
-    assert spec.hparam("kernel").elastic
-    shapes = [{n: p.shape for n, p in build_op("involution", 8, 16, kernel=k).named_parameters()}
-              for k in sorted(spec.hparam("kernel").choices)]
-    for small, big in zip(shapes, shapes[1:]):
-        assert small.keys() == big.keys()
-        assert all(all(a <= b for a, b in zip(small[n], big[n])) for n in small)
+    assert_elastic_kernel_monotone("involution")
 
 
 @pytest.mark.parametrize("hp,words", [
@@ -118,7 +77,6 @@ def test_elastic_kernel_shares_parameter_names_with_monotone_shapes():
     ({"reduction": 0}, ["'involution'", "reduction=0"]),
 ])
 def test_bad_arguments_name_op_and_argument(hp, words):
-    with pytest.raises(ValueError) as err:
-        build_op("involution", 8, 16, **hp)
+    message = build_error("involution", 8, 16, **hp)
     for w in words:
-        assert w in str(err.value)
+        assert w in message

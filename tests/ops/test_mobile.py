@@ -8,9 +8,7 @@ from torchvision.models import efficientnet, mobilenetv2, mobilenetv3, shufflene
 
 from ops import build_op
 from search_spaces.arch import Layer
-from test_residual import assert_same_block, check_monotone, check_op, conv_norm
-
-
+from op_checks import assert_round_trips, assert_same_block, build_error, check_monotone, check_op, conv_norm
 
 def mbconv_params(ci, co, k, hidden, squeeze=0, norm="bn"):
     """expand 1x1 (absent when hidden == c_in) + depthwise k x k + SE (two 1x1 convs with bias) + project 1x1."""
@@ -110,27 +108,28 @@ def test_params_non_decreasing_in_elastic_hparams_and_channels():
     Layer("shuffle_v2", 116, 2, {"kernel": 7}),
 ])
 def test_compact_strings_round_trip(layer):
-    assert Layer.from_string(layer.to_string()) == layer
+    assert_round_trips(layer)
 
 
 @pytest.mark.parametrize("name,c_in,c_out,stride,hp,message", [
     ("mbconv", 8, 8, 1, {"kernel": 4}, "op 'mbconv': kernel=4 has no symmetric padding"),
-    ("mbconv", 8, 8, 1, {"expand": 0}, "op 'mbconv': expand/hidden expand=0, hidden=0 give no expanded width"),
+    ("mbconv", 8, 8, 1, {"expand": 0}, "op 'mbconv': expand=0 gives no expanded width"),
+    ("mbconv", 8, 8, 1, {"hidden": -1}, "op 'mbconv': hidden=-1 is invalid"),
     ("mbconv", 8, 8, 1, {"se": -0.5}, "op 'mbconv': se=-0.5 is invalid"),
     ("mbconv", 8, 8, 1, {"se": 0.25, "se_base": "output"}, "op 'mbconv': se_base='output' is unknown; valid: hidden"),
     ("shuffle_v1", 12, 24, 1, {}, "op 'shuffle_v1': c_out=24 differs from c_in=12 at stride 1"),
     ("shuffle_v1", 24, 24, 2, {}, "op 'shuffle_v1': c_out=24 must exceed c_in=24 when strided"),
-    ("shuffle_v1", 10, 20, 2, {"groups": 3}, "op 'shuffle_v1': groups=3 must divide c_in=10 and c_out=20; valid: [1, 2, 5, 10]"),
+    ("shuffle_v1", 10, 20, 2, {"groups": 3},
+     "op 'shuffle_v1': groups=3 must divide c_in=10 and c_out=20; valid: 1, 2, 5, 10"),
     ("shuffle_v1", 12, 20, 2, {"groups": 3}, "op 'shuffle_v1': groups=3 must divide c_in=12 and c_out=20"),
     ("shuffle_v2", 8, 15, 2, {}, "op 'shuffle_v2': c_out=15 is odd"),
     ("shuffle_v2", 8, 16, 1, {}, "op 'shuffle_v2': c_out=16 differs from c_in=8 at stride 1"),
     ("shuffle_v2", 8, 8, 1, {"kernel": 2}, "op 'shuffle_v2': kernel=2 has no symmetric padding"),
 ])
 def test_bad_arguments(name, c_in, c_out, stride, hp, message):
-    with pytest.raises(ValueError) as err:
-        build_op(name, c_in, c_out, stride, **hp)
-    assert message in str(err.value)
-    assert "valid:" in str(err.value)
+    error = build_error(name, c_in, c_out, stride, **hp)
+    assert message in error
+    assert "valid:" in error
 
 
 # ---------------------------------------------------------------- torchvision equivalence

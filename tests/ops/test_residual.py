@@ -1,10 +1,4 @@
-"""Residual-family blocks: basic_residual, bottleneck, resnext, pyramid, vgg, skip.
-
-Also holds the checks every block test shares (`check_op`, `conv_norm`, `check_monotone`, `copy_by_position`,
-`randomize_norms`); test_mobile.py and test_inception.py import them from here.
-"""
-import math
-
+"""Residual-family blocks: basic_residual, bottleneck, resnext, pyramid, vgg, skip."""
 import pytest
 import torch
 import torchvision
@@ -12,81 +6,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ops import build_op
-
-
-
-# ---------------------------------------------------------------- shared checks
-
-def conv_norm(ci, co, k=1, groups=1, norm="bn"):
-    """Parameters of a bias-free k x k conv (ci -> co, `groups`) followed by an affine norm (2 per channel);
-    with norm 'none' the conv carries a bias instead. `k` may be (kh, kw)."""
-    kh, kw = (k, k) if isinstance(k, int) else k
-    return kh * kw * (ci // groups) * co + (co if norm == "none" else 2 * co)
-
-
-def n_params(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def check_op(name, c_in, c_out, stride, expected_params, size=7, **hp):
-    """Shape, gradient to every parameter, closed-form parameter count, eval determinism, channels_last."""
-    torch.manual_seed(0)
-    m = build_op(name, c_in, c_out, stride, **hp)
-    x = torch.randn(2, c_in, size, size, requires_grad=True)
-    out = m(x)
-    side = math.ceil(size / stride)
-    assert out.shape == (2, c_out, side, side)
-    (out * torch.randn_like(out)).sum().backward()
-    for pname, p in m.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient reaches {pname}"
-    assert n_params(m) == expected_params
-    m.eval()
-    with torch.no_grad():
-        a, b = m(x), m(x)
-        assert torch.equal(a, b)
-        m = m.to(memory_format=torch.channels_last)
-        c = m(x.detach().to(memory_format=torch.channels_last))
-    torch.testing.assert_close(c, a, atol=1e-5, rtol=1e-4)
-    return m
-
-
-def check_monotone(small, big):
-    """Every parameter of `small` exists in `big` under the same name with no larger dims (weight sharing)."""
-    sp, bp = dict(small.named_parameters()), dict(big.named_parameters())
-    for k, v in sp.items():
-        assert k in bp, f"parameter {k} disappears in the larger variant"
-        assert v.dim() == bp[k].dim() and all(a <= b for a, b in zip(v.shape, bp[k].shape)), \
-            f"{k}: {tuple(v.shape)} is not within {tuple(bp[k].shape)}"
-
-
-def randomize_norms(model):
-    """Give every BatchNorm non-trivial affine parameters and running statistics."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.weight.data = torch.rand(c, generator=g) + 0.5
-            m.bias.data = torch.randn(c, generator=g)
-            m.running_mean = torch.randn(c, generator=g) * 0.1
-            m.running_var = torch.rand(c, generator=g) + 0.5
-    return model
-
-
-def copy_by_position(src, dst):
-    """Load `src`'s state dict into `dst` tensor by tensor, in order; the shapes must line up."""
-    s, d = src.state_dict(), dst.state_dict()
-    assert [tuple(v.shape) for v in s.values()] == [tuple(v.shape) for v in d.values()]
-    dst.load_state_dict(dict(zip(d.keys(), s.values())))
-
-
-def assert_same_block(ours, ref, c_in, size=9):
-    """Equal parameter counts, and equal eval outputs once the reference's weights are copied over."""
-    assert n_params(ours) == n_params(ref)
-    randomize_norms(ref)
-    copy_by_position(ref, ours)
-    x = torch.randn(2, c_in, size, size)
-    with torch.no_grad():
-        torch.testing.assert_close(ours.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-4)
+from op_checks import assert_same_block, build_error, check_monotone, check_op, conv_norm, n_params, randomize_norms
 
 
 # ---------------------------------------------------------------- closed-form counts
@@ -174,10 +94,9 @@ def test_params_non_decreasing_in_channels(name, hp):
     ("vgg", 8, 8, 1, {"layers": 0}, "op 'vgg': layers=0 is invalid"),
 ])
 def test_bad_arguments(name, c_in, c_out, stride, hp, message):
-    with pytest.raises(ValueError) as err:
-        build_op(name, c_in, c_out, stride, **hp)
-    assert message in str(err.value)
-    assert "valid:" in str(err.value)
+    error = build_error(name, c_in, c_out, stride, **hp)
+    assert message in error
+    assert "valid:" in error
 
 
 def test_resnext_error_names_the_base_width_that_works():

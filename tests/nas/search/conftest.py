@@ -9,11 +9,22 @@ from tiny_space import TINY_SPACE
 @pytest.fixture
 def tiny_spec(tmp_path):
     """A spec dict for a few-second search on digits at 16x16 in `tmp_path/run`."""
+    return tiny_spec_in(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_spec_module(tmp_path_factory):
+    """tiny_spec for a module that shares one search run among its tests."""
+    return tiny_spec_in(tmp_path_factory.mktemp("tiny"))
+
+
+def tiny_spec_in(folder):
+    """The tiny_spec dict for a run in `folder/run`."""
     torch.set_num_threads(1)
-    space = tmp_path / "tiny.yaml"
+    space = folder / "tiny.yaml"
     space.write_text(TINY_SPACE)
     return {
-        "name": "tiny", "seed": 0, "run_dir": str(tmp_path / "run"),
+        "name": "tiny", "seed": 0, "run_dir": str(folder / "run"),
         "data": {"name": "digits", "input_size": 16, "batch_size": 128},
         "space": {"name": str(space)},
         "supernet": {"epochs": 2, "lr": 0.1, "warmup_epochs": 0},

@@ -1,0 +1,146 @@
+"""`nas latency build | validate`: measure a space's latency table and check the predictor against real runs."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+DESCRIPTION = """\
+build: measure the latency of every unit a space's networks can contain (each candidate op at each
+position's real input shape, plug-ins, blurpools, the classifier) on a device profile, then fit the
+calibration on a few whole networks measured end to end. Incremental: entries already in the table
+are not measured again, and the table is saved as it goes, so an interrupted build resumes.
+validate: measure N random networks end to end and compare them with the predictions (MAPE, share
+within ±5% / ±10%, Kendall tau), beside a MACs-only linear proxy; writes a scatter (PNG, HTML).
+
+SPEC_OR_SPACE is a search spec (its space:, data: and hardware: sections are used, and the table goes
+to the run folder's latency/, where `nas search` finds it), a shipped space name or a space YAML."""
+
+EPILOG = """\
+examples:
+  nas latency build experiments/quickstart.yaml
+  nas latency build mobile --profile cpu --threads 1 --out tables/
+  nas latency build mobile --set input_size=224 --set in_channels=3 --out tables/
+  nas latency validate mobile --out tables/ --n 50"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("latency", help="build a latency table / validate the latency predictor",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    for name, helptext, func in (("build", "measure the table (missing entries only) and fit the calibration",
+                                  run_build),
+                                 ("validate", "compare predictions with end-to-end measurements", run_validate)):
+        a = sub.add_parser(name, help=helptext, description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        a.add_argument("target", metavar="SPEC_OR_SPACE", help="a spec YAML, a shipped space name or a space YAML")
+        a.add_argument("--out", metavar="DIR", help="where the table lives (default: the spec's run folder "
+                                                      "latency/, or latency_tables/ for a space)")
+        a.add_argument("--profile", choices=("cpu", "cuda", "onnxruntime-cpu"), help="device kind (default: the "
+                       "spec's hardware.kind, else cpu)")
+        a.add_argument("--threads", type=int, help="intra-op threads (default: spec, else 1)")
+        a.add_argument("--batch", type=int, help="batch size (default: spec, else 1)")
+        a.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="default: spec, else float32")
+        a.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format")
+        a.add_argument("--repeats", type=int, help="timed runs per entry (default 60)")
+        a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key of the space (e.g. --set input_size=224)")
+        a.add_argument("--allow-foreign", action="store_true", help="use a table measured on another machine")
+        a.add_argument("--seed", type=int, default=0, help="seed of the sampled networks")
+        if name == "build":
+            a.add_argument("--calibrate", type=int, metavar="N", help="calibration networks (default: spec's "
+                           "hardware.calibration_archs, else 24; 0: skip)")
+        else:
+            a.add_argument("--n", type=int, default=50, help="networks to measure (default 50)")
+        a.set_defaults(func=func)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _is_spec(path: str) -> bool:
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    return isinstance(raw, dict) and "stages" not in raw
+
+
+def resolve(args):
+    """(space, DeviceProfile, table folder, hardware section or None) from the command line."""
+    import search_spaces
+
+    from nas.latency.profile import DeviceProfile
+    from nas.latency.stage import profile_of
+
+    from .space import _overrides
+
+    overrides = _overrides(args.set)
+    hardware, out = None, args.out
+    if _is_spec(args.target):
+        from nas.config import load_spec
+        from nas.data import load_dataset
+
+        spec = load_spec(args.target)
+        hardware = spec.hardware
+        splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size,
+                              seed=spec.seed, download=spec.data.download)
+        merged = dict(spec.space.overrides)
+        for key, value in (("in_channels", splits.in_channels), ("input_size", splits.input_size),
+                           ("num_classes", splits.num_classes)):
+            merged.setdefault(key, value)
+        merged.update(overrides)
+        space = search_spaces.load(spec.space.name, **merged)
+        profile = profile_of(hardware)
+        out = out or os.path.join(spec.out_dir, "latency")
+    else:
+        space = search_spaces.load(args.target, **overrides)
+        profile = DeviceProfile()
+        out = out or "latency_tables"
+    changes = {k: v for k, v in (("kind", args.profile), ("threads", args.threads), ("batch", args.batch),
+                                 ("dtype", args.dtype), ("channels_last", args.channels_last),
+                                 ("repeats", args.repeats)) if v is not None}
+    return space, profile.with_(**changes), out, hardware
+
+
+def run_build(args) -> int:
+    from nas.latency.predictor import fit_calibration, space_signature
+    from nas.latency.table import LatencyTable
+    from nas.latency.units import space_units
+
+    space, profile, out, hardware = resolve(args)
+    allow = args.allow_foreign or bool(getattr(hardware, "allow_foreign", False))
+    table = LatencyTable.open(out, profile, allow_foreign=allow)
+    units = space_units(space)
+    todo = len(table.missing(units))
+    print(f"latency table {table.path}: {len(units)} entries for space '{space_signature(space)}', "
+          f"{len(units) - todo} present, measuring {todo} on {profile.key()}", file=sys.stderr, flush=True)
+    table.spaces = sorted(set(table.spaces) | {space_signature(space)})
+    table.build(units, size=space.spec.input_size)
+    table.save()
+    n = args.calibrate if args.calibrate is not None else int(getattr(hardware, "calibration_archs", 24))
+    if n > 0:
+        cal = fit_calibration(space, table, n=n, seed=args.seed)
+        loo = f", leave-one-out error {100 * cal.loo_mape:.1f}%" if cal.loo_mape is not None else ""
+        print(f"calibration '{cal.form}' on {len(cal.points)} networks{loo}", file=sys.stderr)
+    print(table.path)
+    return 0
+
+
+def run_validate(args) -> int:
+    from nas.latency.predictor import LatencyModel
+    from nas.latency.table import LatencyTable, table_path
+    from nas.latency.validate import format_report, validate
+
+    space, profile, out, hardware = resolve(args)
+    allow = args.allow_foreign or bool(getattr(hardware, "allow_foreign", False))
+    path = table_path(out, profile)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no latency table for {profile.key()} in '{out}'; run `nas latency build "
+                                f"{args.target} --out {out}` first")
+    table = LatencyTable.load(path, profile, allow_foreign=allow)
+    model = LatencyModel.for_space(table, space)
+    report = validate(space, model, n=args.n, seed=args.seed + 1, out_dir=out)
+    print(format_report(report))
+    return 0

@@ -1,0 +1,192 @@
+"""Supernet training from a spec: in this process, in N processes under torch's elastic launcher, or on Ray Train.
+
+All three run `train_from_spec` in every worker; the launchers only differ in how the process group
+comes to exist (torchrun's environment, or Ray's TorchConfig). `data.batch_size` is the global
+batch: each of N ranks takes batch_size / N, so the hyper-parameters mean the same at any N.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any, Callable
+
+import torch
+
+from .train import CHECKPOINT, TrainConfig, broadcast_state, init_distributed, train_supernet
+
+
+def supernet_dir(spec) -> str:
+    """Where a spec's supernet is trained (the same folder `nas search` uses)."""
+    return os.path.join(spec.out_dir, "supernet")
+
+
+def load_space(spec, splits):
+    """The spec's space, adapted to the dataset (input channels, size, classes) unless the spec overrides them."""
+    import search_spaces
+
+    overrides = dict(spec.space.overrides)
+    overrides.setdefault("in_channels", splits.in_channels)
+    overrides.setdefault("input_size", splits.input_size)
+    overrides.setdefault("num_classes", splits.num_classes)
+    return search_spaces.load(spec.space.name, **overrides)
+
+
+def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, progress: bool = True,
+                    on_epoch_end: Callable[[dict, str], None] | None = None) -> dict[str, Any]:
+    """Train the spec's supernet (one worker of a distributed run, or the only one); returns history + checkpoint."""
+    from .data import load_dataset, make_loaders
+    from .supernet import Supernet
+
+    ctx = init_distributed()
+    cfg = TrainConfig.from_spec(spec)
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"data.batch_size: {cfg.batch_size} does not split evenly over {ctx.world} processes; "
+                         f"use a multiple of {ctx.world}")
+    run_dir = run_dir or supernet_dir(spec)
+    splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
+                          download=spec.data.download)
+    space = load_space(spec, splits)
+    torch.manual_seed(spec.seed)
+    supernet = Supernet(space)
+    broadcast_state(supernet)
+    loaders = make_loaders(splits, cfg.batch_size // ctx.world, seed=spec.seed, distributed=ctx.world > 1,
+                           num_workers=spec.data.num_workers)
+    history = train_supernet(supernet, loaders, cfg, run_dir, resume=resume, progress=progress,
+                             on_epoch_end=on_epoch_end)
+    return {"history": history, "checkpoint": os.path.join(run_dir, CHECKPOINT), "world_size": ctx.world}
+
+
+# --- torch's elastic launcher ----------------------------------------------------------------------------------------
+
+def _ddp_worker(spec_dict: dict, run_dir: str, resume: bool, progress: bool, threads: int) -> dict[str, Any]:
+    from .config import load_spec
+
+    torch.set_num_threads(threads)
+    try:
+        return train_from_spec(load_spec(spec_dict), run_dir, resume, progress)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch_ddp(spec, nproc: int, resume: bool = False, progress: bool = True, run_dir: str | None = None
+               ) -> dict[str, Any]:
+    """Train the supernet in `nproc` processes on this machine (torch.distributed.launcher, c10d rendezvous on a
+    free local port; gloo on CPU, nccl on CUDA); returns rank 0's result."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from .schema import to_dict
+
+    if nproc < 1:
+        raise ValueError(f"--nproc: {nproc} is not a process count; valid: integers >= 1")
+    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise ValueError(f"--nproc: {nproc} processes but {torch.cuda.device_count()} GPUs; one process per GPU")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nas-{uuid.uuid4().hex[:8]}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
+                          start_method="spawn")
+    threads = max(1, (os.cpu_count() or 1) // nproc)
+    run_dir = os.path.abspath(run_dir or supernet_dir(spec))
+    try:
+        results = elastic_launch(config, _ddp_worker)(to_dict(spec), run_dir, resume, progress, threads)
+    except ChildFailedError as e:
+        rank, failure = next(iter(sorted(e.failures.items())))
+        raise RuntimeError(f"distributed training failed on rank {rank}: {_failure_message(failure)}") from None
+    return results[0]
+
+
+def _failure_message(failure) -> str:
+    """The child's exception message (torch's error file), else its exit code."""
+    import json
+
+    msg = getattr(failure, "message", "")
+    if isinstance(msg, dict):
+        msg = msg.get("message", "")
+    try:
+        msg = json.loads(msg)["message"] if str(msg).startswith("{") else msg
+    except (ValueError, KeyError, TypeError):
+        pass
+    lines = [l for l in str(msg).strip().splitlines() if l.strip()]
+    return lines[-1] if lines else f"exit code {failure.exitcode}"
+
+
+# --- Ray Train -------------------------------------------------------------------------------------------------------
+
+def _ray_worker(config: dict) -> None:
+    import ray.train
+
+    from .config import load_spec
+
+    run_dir = config["run_dir"]
+    resume = False
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # every rank starts from the same checkpoint, whatever machine it is on
+        with checkpoint.as_directory() as d:
+            os.makedirs(run_dir, exist_ok=True)
+            if ray.train.get_context().get_local_rank() == 0:
+                shutil.copy(os.path.join(d, CHECKPOINT), os.path.join(run_dir, CHECKPOINT))
+        resume = True
+    rank = ray.train.get_context().get_world_rank()
+
+    def report(record: dict, path: str) -> None:
+        if rank == 0:  # metrics persist only with a checkpoint (Ray 2.60 deprecates free-floating metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copy(path, os.path.join(tmp, CHECKPOINT))
+                ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(record)
+
+    train_from_spec(load_spec(config["spec"]), run_dir, resume, config["progress"], on_epoch_end=report)
+
+
+def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = False, progress: bool = True,
+               run_dir: str | None = None, address: str | None = None) -> dict[str, Any]:
+    """Train the supernet on Ray Train (TorchTrainer, `num_workers` workers); the last checkpoint is copied back
+    into the run folder. Connects to `address` (or a running Ray), else starts a local Ray."""
+    import ray
+    from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .schema import to_dict
+
+    if num_workers < 1:
+        raise ValueError(f"distributed.num_workers: {num_workers} is not a worker count; valid: integers >= 1")
+    run_dir = os.path.abspath(run_dir or supernet_dir(spec))
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=progress)
+    previous = os.path.join(run_dir, CHECKPOINT)
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"spec": to_dict(spec), "run_dir": run_dir, "progress": progress},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(name=f"supernet-{uuid.uuid4().hex[:8]}", storage_path=os.path.join(run_dir, "ray"),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+        resume_from_checkpoint=Checkpoint.from_directory(run_dir) if resume and os.path.exists(previous) else None)
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"Ray Train failed: {str(result.error).strip().splitlines()[-1]}")
+    if result.checkpoint is None:
+        raise RuntimeError("Ray Train finished without a checkpoint (no epoch completed)")
+    with result.checkpoint.as_directory() as d:
+        os.makedirs(run_dir, exist_ok=True)
+        tmp = previous + ".ray.tmp"
+        shutil.copy(os.path.join(d, CHECKPOINT), tmp)
+        os.replace(tmp, previous)
+    return {"metrics": result.metrics, "checkpoint": previous, "ray_checkpoint": result.checkpoint.path,
+            "world_size": num_workers}
+
+
+def train_supernet_from_spec(spec, resume: bool = False, progress: bool = True, nproc: int | None = None
+                             ) -> dict[str, Any]:
+    """Dispatch on `spec.distributed.backend` (none | ddp | ray); `nproc` > 1 forces DDP with that many processes."""
+    d = spec.distributed
+    n = nproc if nproc is not None else (d.nproc if d.backend == "ddp" else 1)
+    if n > 1:
+        return launch_ddp(spec, n, resume, progress)
+    if d.backend == "ray" and nproc is None:
+        return launch_ray(spec, d.num_workers, d.use_gpu, resume, progress, address=spec.search.ray.address)
+    return train_from_spec(spec, resume=resume, progress=progress)

@@ -1,0 +1,174 @@
+"""The units latency is tabulated by: one module of a built network at its real input shape.
+
+`build_layer` makes each layer position a Sequential of: the op (strided, or at stride 1 followed by a
+blurpool), then its plug-ins. Each of those modules is one `Unit`, and so is the classifier; a network's
+latency is predicted from the units of its `Arch` (`arch_units`). A unit is identified by its op variant
+(op + hparams, defaults filled in), c_in, c_out, stride and input spatial size, so two positions or two
+layers that run the same module on the same shape share one table entry.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ops import build_op, op_spec, resolve_hparams
+from search_spaces.arch import Arch, Classifier, Layer
+
+CLASSIFIER = "classifier"
+
+
+def _norm_value(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One measurable module: `op` with `hparams` mapping N x c_in x size x size to c_out channels, strided."""
+
+    op: str
+    c_in: int
+    c_out: int
+    stride: int = 1
+    size: int = 32
+    hparams: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def family(self) -> str:
+        """The op family (conv, block, plugin, pool, ...) or 'classifier'."""
+        return CLASSIFIER if self.op == CLASSIFIER else op_spec(self.op).family
+
+    def key(self) -> str:
+        """Stable text identity, the table's key: `mbconv[expand=6,kernel=3] 16>24 s2 @32`."""
+        hp = ",".join(f"{k}={_fmt(v)}" for k, v in self.hparams)
+        return f"{self.op}[{hp}] {self.c_in}>{self.c_out} s{self.stride} @{self.size}"
+
+    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        return (batch, self.c_in, self.size, self.size)
+
+    def build(self):
+        """A fresh module for this unit (random weights, eval mode)."""
+        if self.op == CLASSIFIER:
+            from search_spaces.builder import build_classifier
+
+            h = dict(self.hparams)
+            clf = Classifier(int(h["num_classes"]), tuple(h.get("hidden", ())), h.get("act", "relu"), 0.0)
+            return build_classifier(clf, self.c_in).eval()
+        return build_op(self.op, self.c_in, self.c_out, self.stride, **dict(self.hparams)).eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "c_in": self.c_in, "c_out": self.c_out, "stride": self.stride, "size": self.size,
+                "hparams": {k: list(v) if isinstance(v, tuple) else v for k, v in self.hparams}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Unit":
+        hp = tuple(sorted((k, _norm_value(v)) for k, v in (d.get("hparams") or {}).items()))
+        return cls(d["op"], int(d["c_in"]), int(d["c_out"]), int(d.get("stride", 1)), int(d["size"]), hp)
+
+
+def _fmt(v: Any) -> str:
+    return ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def op_unit(op: str, hparams, c_in: int, c_out: int, stride: int, size: int) -> Unit:
+    """A unit with its hparams resolved against the op's defaults (so `{}` and `{kernel: 3}` agree)."""
+    hp = dict(hparams) if not isinstance(hparams, dict) else hparams
+    full = resolve_hparams(op, hp)
+    return Unit(op, int(c_in), int(c_out), int(stride), int(size),
+                tuple(sorted((k, _norm_value(v)) for k, v in full.items())))
+
+
+def classifier_unit(clf: Classifier, c_in: int, size: int) -> Unit:
+    """The classifier (pool, hidden FCs, linear); dropout is a no-op at inference and not part of the key."""
+    hp = {"num_classes": clf.num_classes, "hidden": tuple(clf.hidden), "act": clf.act}
+    return Unit(CLASSIFIER, int(c_in), int(clf.num_classes), 1, int(size), tuple(sorted(hp.items())))
+
+
+def out_size(size: int, stride: int) -> int:
+    return math.ceil(size / stride)
+
+
+def layer_units(layer: Layer, c_in: int, size: int) -> tuple[list[Unit], int, int]:
+    """The units of one layer position at input (c_in, size), and the (channels, size) that come out."""
+    units: list[Unit] = []
+    if layer.downsample == "blurpool" and layer.stride > 1:
+        units.append(op_unit(layer.op, layer.hparams, c_in, layer.c_out, 1, size))
+        units.append(op_unit("blurpool", {}, layer.c_out, layer.c_out, layer.stride, size))
+    else:
+        units.append(op_unit(layer.op, layer.hparams, c_in, layer.c_out, layer.stride, size))
+    size = out_size(size, layer.stride)
+    c = layer.c_out
+    for p in layer.plugins:
+        units.append(op_unit(p.op, p.hparams, c, p.c_out, p.stride, size))
+        c, size = p.c_out, out_size(size, p.stride)
+    return units, c, size
+
+
+def sequence_units(layers: Iterable[Layer], c_in: int, size: int) -> tuple[list[Unit], int, int]:
+    out: list[Unit] = []
+    for layer in layers:
+        units, c_in, size = layer_units(layer, c_in, size)
+        out += units
+    return out, c_in, size
+
+
+def arch_units(arch: Arch) -> list[Unit]:
+    """Every unit of a classification `Arch`, in order: stem, stages, head, classifier."""
+    if arch.decoder is not None:
+        raise ValueError("latency tables cover classification architectures; this arch has a decoder "
+                         "(dense-prediction spaces are measured end to end only)")
+    c, size = arch.in_channels, arch.input_size
+    units, c, size = sequence_units(arch.stem, c, size)
+    for stage in arch.stages:
+        more, c, size = sequence_units(stage, c, size)
+        units += more
+    more, c, size = sequence_units(arch.head, c, size)
+    units += more
+    units.append(classifier_unit(arch.classifier or Classifier(10), c, size))
+    return units
+
+
+def position_units(pos, c_in: int, c_out: int, variant, down: str, plugin=None) -> list[Unit]:
+    """The units of one candidate at a `Position` (search_spaces.space) for one (c_in, c_out) and downsample mode."""
+    if variant.is_none:
+        return []
+    plugins = () if plugin is None or plugin.is_none else (Layer(plugin.op, c_out, 1, plugin.hparams),)
+    layer = Layer(variant.op, c_out, pos.stride, variant.hparams, plugins,
+                  down if pos.stride > 1 else "stride")
+    return layer_units(layer, c_in, pos.input_size)[0]
+
+
+def final_channels(space) -> tuple[set[int], int]:
+    """The channel counts that can reach the classifier, and the spatial size there."""
+    chans, size = {space.spec.in_channels}, space.spec.input_size
+    for pos in space.positions():
+        outs = {co for _, co in pos.shapes}
+        keep = pos.optional and pos.section != "stage"
+        chans = outs | (chans if keep else set())
+        size = pos.output_size
+    return chans, size
+
+
+def space_units(space) -> list[Unit]:
+    """Every unit any architecture of `space` can contain: each candidate at each (c_in, c_out) and downsample
+    mode of each position, each plug-in after it, the blurpools, and the classifier at each input width."""
+    seen: dict[str, Unit] = {}
+
+    def add(units: Iterable[Unit]) -> None:
+        for u in units:
+            seen.setdefault(u.key(), u)
+
+    for pos in space.positions():
+        for ci, co in pos.shapes:
+            for down in pos.downsample:
+                for v in pos.candidates:
+                    add(position_units(pos, ci, co, v, down))
+            for p in pos.plugins:
+                if not p.is_none:
+                    add([op_unit(p.op, p.hparams, co, co, 1, pos.output_size)])
+    arch = space.sample(0)
+    if arch.decoder is None:
+        chans, size = final_channels(space)
+        clf = arch.classifier or Classifier(10)
+        add(classifier_unit(clf, c, size) for c in sorted(chans))
+    return list(seen.values())

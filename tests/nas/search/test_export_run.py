@@ -1,0 +1,106 @@
+"""`nas export RUN_DIR [--trial N]`: any trial of a finished search, weights from the run's supernet."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+
+from nas.cli import main
+from nas.config import load_spec
+from nas.search.runner import SearchRun, load_space
+from nas.search.stages import load_trained_supernet
+from search_spaces.arch import Arch
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_spec_module):
+    """One finished tiny search (6 trials), shared by the tests of this module."""
+    tiny_spec_module["tracking"] = {"wandb": {"enabled": False}}
+    SearchRun(load_spec(tiny_spec_module), progress=False).run()
+    return tiny_spec_module["run_dir"]
+
+
+def _study(run_dir):
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
+
+
+def _import(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the copied ops include dataclasses, which look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_trial_matches_supernet_path_and_runs_standalone(run_dir, capsys):
+    best = json.load(open(os.path.join(run_dir, "summary.json")))["best"]["trial"]
+    trial = next(t for t in _study(run_dir).trials if t.number != best)  # not the point search already exported
+    assert main(["export", run_dir, "--trial", str(trial.number)]) == 0
+    out = os.path.join(run_dir, "trials", str(trial.number))
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"trial {trial.number}: ") and f"wrote {out}/model.py" in printed
+    assert sorted(os.listdir(out)) == ["arch.yaml", "model.py", "weights.pt"]
+
+    arch = Arch.from_string(trial.user_attrs["arch"])
+    assert Arch.from_yaml(open(os.path.join(out, "arch.yaml")).read()) == arch
+    spec = load_spec(os.path.join(run_dir, "spec.yaml"))
+    space = load_space(spec, arch.in_channels, arch.input_size, arch.num_classes)
+    reference = load_trained_supernet(space, run_dir).extract(arch).eval()
+    net = _import(os.path.join(out, "model.py"), f"trial_{trial.number}").load_net()
+    x = torch.randn(8, arch.in_channels, arch.input_size, arch.input_size)
+    with torch.no_grad():
+        expected, got = reference(x), net(x)
+    assert expected.shape == (8, 10)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=0), (got - expected).abs().max()
+
+    done = subprocess.run([sys.executable, "-I", os.path.join(out, "model.py")], capture_output=True, text=True,
+                          cwd=out, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "output (1, 10)" in done.stdout
+
+
+def test_export_without_trial_rewrites_the_chosen_point(run_dir, tmp_path, capsys):
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    out = tmp_path / "chosen"
+    assert main(["export", run_dir, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"trial {summary['best']['trial']}: ")
+    assert Arch.from_yaml((out / "arch.yaml").read_text()) == Arch.from_string(summary["best"]["arch"])
+    # the same weights the search exported into best/
+    mine = torch.load(out / "weights.pt", weights_only=True)
+    theirs = torch.load(os.path.join(run_dir, "best", "weights.pt"), weights_only=True)
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_export_trial_onnx_runs_in_onnxruntime(run_dir, tmp_path):
+    import numpy as np
+    import onnxruntime
+
+    out = tmp_path / "t0"
+    assert main(["export", run_dir, "--trial", "0", "--out", str(out), "--onnx"]) == 0
+    net = _import(out / "model.py", "trial_0_onnx").load_net()
+    x = torch.randn(3, 1, 16, 16)
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(got - net(x).numpy()).max() < 1e-4
+
+
+def test_bad_trial_and_bad_folder_are_one_line(run_dir, tmp_path, capsys):
+    assert main(["export", run_dir, "--trial", "99"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"nas export: error: --trial 99: no such trial in {run_dir}; valid: 0..5\n"
+    assert not os.path.exists(os.path.join(run_dir, "trials", "99"))
+
+    assert main(["export", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"nas export: error: {tmp_path}: not a search run folder (no spec.yaml, study.db; a run written "
+                   f"by `nas search` holds spec.yaml, study.db, supernet/, summary.json)\n")
+
+    assert main(["export", "resnet18", "--trial", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "nas export: error: --trial: needs a search run folder; resnet18 is not a folder"
+    assert main(["export", "resnet18"]) == 2
+    assert "--out: required when exporting an architecture" in capsys.readouterr().err

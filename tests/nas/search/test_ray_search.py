@@ -1,0 +1,192 @@
+"""The Ray Tune executor on a local 2-CPU Ray: one-shot search, resume (new segment, then Tuner.restore after
+the driver was killed), and multi-trial search with ASHA."""
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+
+import search_spaces
+from nas.config import load_spec
+from nas.search.constraints import Constraint
+from nas.search.objectives import ArchEvaluator
+from nas.search.optuna_search import counts_as_done
+from nas.search.ray_search import _HOOKS, DONE_MARK, ArchSpace, StudySearch, restorable, segments
+from nas.search.runner import SearchRun
+from nas.tracking import find_offline_runs, read_offline_run
+from tiny_space import TINY_SPACE
+
+State = optuna.trial.TrialState
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray runtime for the module (start-up is slow); its address, for a second driver to join."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _rows(run_dir):
+    with open(os.path.join(run_dir, "trials.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def _study(run_dir):
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
+
+
+def _finished(run_dir):
+    return {t.number: (t.user_attrs["arch"], t.values) for t in _study(run_dir).trials if counts_as_done(t)}
+
+
+def _kill_when(proc, done, timeout=240.0):
+    """SIGKILL the driver's process group once `done()` holds (the run must not have ended by itself)."""
+    t0 = time.time()
+    while not done():
+        assert proc.poll() is None, f"the driver ended before it could be killed:\n{proc.stderr.read()}"
+        assert time.time() - t0 < timeout, "the driver made no progress"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_study_search_records_each_outcome_in_the_study(tmp_path):
+    """The searcher's bookkeeping, driven as Tune drives it: suggest, then one completion per trial."""
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    space = search_spaces.load(str(tmp_path / "tiny.yaml"))
+    evaluator = ArchEvaluator(None, None, [Constraint("params", 5000)])
+    url = f"sqlite:///{tmp_path}/study.db"
+    seen = []
+    _HOOKS[url] = lambda trial, arch, metrics: seen.append((trial.number, metrics["accuracy"]))
+
+    def searcher():
+        return StudySearch(ArchSpace(space, evaluator, {}), ["accuracy", "params"], ["maximize", "minimize"],
+                           optuna.samplers.RandomSampler(seed=0), "s", optuna.storages.RDBStorage(url), url,
+                           trial_epochs=4)
+
+    try:
+        search = searcher()
+        configs = [search.suggest(str(i)) for i in range(6)]
+        assert all(set(c["cost"]) == {"params", "macs", "peak_activation_mb"} and c["cached"] is None
+                   for c in configs)
+        assert all(space.decode({d.key: c[d.key] for d in space.decisions()}) for c in configs)
+        search.on_trial_complete("0", {"accuracy": 0.8, "epoch": 4, **configs[0]["cost"]})  # finished
+        search.on_trial_complete("1", {"accuracy": 0.3, "epoch": 2})  # stopped by ASHA at rung 2
+        search.on_trial_complete("2", {"accuracy": 0.3, "epoch": 1}, error=True)  # errored after retries
+        search.on_trial_complete("3")  # removed before it ran (time budget)
+        search.on_trial_complete("4", {"accuracy": float("nan"), "epoch": 4})  # diverged
+        search.on_trial_complete("0", {"accuracy": 0.1, "epoch": 4})  # a second completion is ignored
+        study = optuna.load_study(study_name="s", storage=url)
+        t = study.trials
+        assert [x.state for x in t] == [State.COMPLETE, State.PRUNED, State.FAIL, State.FAIL, State.FAIL,
+                                        State.RUNNING]
+        assert t[0].values == [0.8, configs[0]["cost"]["params"]]
+        assert t[0].user_attrs["metrics"]["feasible"] == (configs[0]["cost"]["params"] <= 5000)
+        assert (t[0].constraints["params"] <= 0) == t[0].user_attrs["metrics"]["feasible"]
+        assert t[1].values is None and t[1].user_attrs["metrics"]["pruned_at_epoch"] == 2
+        assert "metrics" not in t[2].user_attrs and "metrics" not in t[3].user_attrs
+        assert "accuracy" not in t[4].user_attrs["metrics"]  # NaN is not stored; the trial counts as done
+        assert [counts_as_done(x) for x in t] == [True, True, False, False, True, False]
+        assert [n for n, _ in seen] == [0, 4] and seen[0][1] == 0.8 and math.isnan(seen[1][1])
+
+        # Tune checkpoints the searcher with plain pickle; the restored one finishes the open trial
+        search.save(str(tmp_path / "searcher.pkl"))
+        again = searcher()
+        again.restore(str(tmp_path / "searcher.pkl"))
+        again.on_trial_complete("5", {"accuracy": 0.5, "epoch": 4, **configs[5]["cost"]})
+        assert optuna.load_study(study_name="s", storage=url).trials[5].values[0] == 0.5
+        # a repeated architecture is served from the study's earlier result, not scored again
+        study.enqueue_trial(t[0].params)
+        assert again.suggest("6")["cached"] == {"accuracy": 0.8}
+    finally:
+        _HOOKS.pop(url, None)
+
+
+def test_one_shot_search_on_ray_then_resume_twice(tiny_spec, ray_address, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_dir = tiny_spec["run_dir"]
+    tiny_spec["constraints"] = {"params": 5000}
+    tiny_spec["search"].update({"executor": "ray", "trials": 4,  # one actor per Tune run: each imports torch
+                                "ray": {"address": ray_address, "cpus_per_trial": 1, "max_concurrent": 1}})
+    summary = SearchRun(load_spec(tiny_spec)).run()
+
+    rows = _rows(run_dir)
+    assert len(rows) == 4 and summary["trials"] == 4
+    assert all(r["state"] == "COMPLETE" for r in rows)
+    for r in rows:  # feasibility is the constraint, the front is the non-dominated feasible trials
+        assert (r["feasible"] == "True") == (float(r["params"]) <= 5000)
+        acc, lat = float(r["accuracy"]), float(r["latency_ms"])
+        dominated = any(float(o["accuracy"]) >= acc and float(o["latency_ms"]) <= lat and
+                        (float(o["accuracy"]) > acc or float(o["latency_ms"]) < lat)
+                        for o in rows if o["feasible"] == "True")
+        assert (r["on_front"] == "True") == (r["feasible"] == "True" and not dominated)
+    study = _study(run_dir)
+    assert [t.state for t in study.trials] == [State.COMPLETE] * 4
+    for t in study.trials:  # the values the sampler saw are the metrics the table shows
+        assert t.values == [t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["latency_ms"]]
+        assert 0 <= t.values[0] <= 1 and t.values[1] > 0
+        assert (t.constraints["params"] <= 0) == (t.user_attrs["cost"]["params"] <= 5000)
+    # wandb got one hypervolume point per trial and the trials table, as on the in-process path
+    wb = read_offline_run(find_offline_runs(run_dir)[0])
+    assert len([h for h in wb["history"] if "hypervolume" in h]) == 4
+    assert len(wb["tables"]["trials"]["data"]) == 4
+    assert os.path.exists(os.path.join(run_dir, "ray", "tune-0", DONE_MARK))
+    first = _finished(run_dir)
+
+    # resume with more trials in a second driver that joins this Ray by address; kill it mid-way
+    tiny_spec["search"]["trials"] = 8
+    tiny_spec["tracking"]["wandb"]["enabled"] = False
+    spec_path = os.path.join(os.path.dirname(run_dir), "resume.yaml")
+    with open(spec_path, "w") as f:
+        yaml.safe_dump(tiny_spec, f)
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", spec_path, "--resume", "--quiet"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    segment = os.path.join(run_dir, "ray", "tune-1")
+    _kill_when(proc, lambda: len(_finished(run_dir)) >= 5 and restorable(segment))
+    killed = _finished(run_dir)
+    assert 5 <= len(killed) < 8 and all(killed[n] == first[n] for n in first)
+
+    # the interrupted segment continues through Tuner.restore; nothing finished is run again
+    summary = SearchRun(load_spec(tiny_spec), resume=True).run()
+    with open(os.path.join(run_dir, "search.log")) as f:
+        assert f"continuing the interrupted Ray Tune experiment {segment}" in f.read()
+    after = _finished(run_dir)
+    assert len(after) == 8 and all(after[n] == killed[n] for n in killed)
+    assert all(v[1] is not None and len(v[1]) == 2 for v in after.values())
+    assert len(_rows(run_dir)) == summary["trials"] == len([t for t in _study(run_dir).trials
+                                                             if t.state.is_finished()])
+    assert segments(os.path.join(run_dir, "ray")) == [os.path.join(run_dir, "ray", "tune-0"), segment]
+    assert not _study(run_dir).get_trials(states=(State.RUNNING,))
+
+
+def test_multi_trial_search_on_ray_with_asha(tiny_spec, ray_address):
+    run_dir = tiny_spec["run_dir"]
+    tiny_spec["tracking"]["wandb"]["enabled"] = False
+    tiny_spec["search"].update({"executor": "ray", "mode": "multi_trial", "trial_epochs": 4, "trials": 6,
+                                "ray": {"address": ray_address, "cpus_per_trial": 1, "max_concurrent": 2}})
+    summary = SearchRun(load_spec(tiny_spec)).run()
+
+    study = _study(run_dir)
+    assert len(study.trials) == 6
+    assert {t.state for t in study.trials} <= {State.COMPLETE, State.PRUNED}
+    for t in study.trials:
+        m = t.user_attrs["metrics"]
+        if t.state == State.PRUNED:  # stopped by ASHA at rung 1 or 2 of the 4-epoch budget
+            assert t.values is None and m["pruned_at_epoch"] in (1, 2)
+        else:
+            assert t.values == [m["accuracy"], m["latency_ms"]] and "pruned_at_epoch" not in m
+    rows = _rows(run_dir)
+    assert len(rows) == 6 and summary["complete"] == sum(t.state == State.COMPLETE for t in study.trials)
+    assert all(r["on_front"] == "False" for r in rows if r["state"] == "PRUNED")
+    assert any(r["on_front"] == "True" for r in rows)
