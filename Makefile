@@ -20,5 +20,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+bench: setup  # each prints ratios measured side by side; figures go to bench/RESULTS.md
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
 clean:
 	rm -rf $(VENV) runs wandb

@@ -36,7 +36,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["Cost", "count", "count_with_output", "count_arch", "count_op", "op_example", "format_count", "format_bytes"]
+__all__ = ["Cost", "count", "count_with_output", "count_arch", "count_op", "op_example", "make_inputs",
+           "format_count", "format_bytes"]
 
 
 @dataclass(frozen=True)

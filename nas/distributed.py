@@ -121,16 +121,14 @@ def _ray_worker(config: dict) -> None:
 
     from .config import load_spec
 
-    run_dir = config["run_dir"]
-    resume = False
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # every rank starts from the same checkpoint, whatever machine it is on
-        with checkpoint.as_directory() as d:
-            os.makedirs(run_dir, exist_ok=True)
-            if ray.train.get_context().get_local_rank() == 0:
-                shutil.copy(os.path.join(d, CHECKPOINT), os.path.join(run_dir, CHECKPOINT))
-        resume = True
     rank = ray.train.get_context().get_world_rank()
+    # a folder per rank: ranks may sit on other machines, and none reads a file another is writing
+    run_dir = os.path.join(config["run_dir"], "ray", f"rank{rank}")
+    os.makedirs(run_dir, exist_ok=True)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # every rank resumes from the same checkpoint
+        with checkpoint.as_directory() as d:
+            shutil.copy(os.path.join(d, CHECKPOINT), os.path.join(run_dir, CHECKPOINT))
 
     def report(record: dict, path: str) -> None:
         if rank == 0:  # metrics persist only with a checkpoint (Ray 2.60 deprecates free-floating metrics)
@@ -140,7 +138,8 @@ def _ray_worker(config: dict) -> None:
         else:
             ray.train.report(record)
 
-    train_from_spec(load_spec(config["spec"]), run_dir, resume, config["progress"], on_epoch_end=report)
+    train_from_spec(load_spec(config["spec"]), run_dir, checkpoint is not None, config["progress"],
+                    on_epoch_end=report)
 
 
 def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = False, progress: bool = True,

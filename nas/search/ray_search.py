@@ -62,6 +62,11 @@ class StudySearch(OptunaSearch):
                          sampler=sampler, study_name=study_name, storage=storage)
         self._objectives, self._trial_epochs, self._hook_key = list(objectives), trial_epochs, hook_key
 
+    def suggest(self, trial_id: str) -> dict | None:
+        with warnings.catch_warnings():  # "Define-by-run function ... took 1.4 seconds": it prices the arch
+            warnings.filterwarnings("ignore", message="Define-by-run function", category=UserWarning)
+            return super().suggest(trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import ray
 import torch
 
 from nas.config import load_spec
@@ -8,8 +9,6 @@ from nas.data import load_dataset
 from nas.distributed import launch_ray, load_space
 from nas.supernet import Supernet
 from train_helpers import spec_dict
-
-ray = pytest.importorskip("ray")
 
 
 @pytest.fixture

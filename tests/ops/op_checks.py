@@ -102,10 +102,11 @@ def check_op(name, c_in, c_out, stride, expected_params, size=7, **hp):
     """Shape, gradient to every parameter, closed-form parameter count, eval determinism, channels_last."""
     torch.manual_seed(0)
     m = build_op(name, c_in, c_out, stride, **hp)
-    x = torch.randn(2, c_in, size, size)
+    x = torch.randn(2, c_in, size, size, requires_grad=True)  # so that an identity (skip) can backpropagate
     side = ceil_div(size, stride)
     assert assert_all_params_get_grad(m, (x,)).shape == (2, c_out, side, side)
     assert n_params(m) == expected_params
+    x = x.detach()
     assert_eval_deterministic(m, (x,))
     assert_channels_last_matches(m, (x,), rtol=1e-4)
     return m

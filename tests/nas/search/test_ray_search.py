@@ -45,7 +45,12 @@ def _study(run_dir):
 
 
 def _finished(run_dir):
-    return {t.number: (t.user_attrs["arch"], t.values) for t in _study(run_dir).trials if counts_as_done(t)}
+    """Trial number -> (arch, values) of the finished trials; empty until the driver has created the study."""
+    try:
+        trials = _study(run_dir).trials
+    except KeyError:  # no study of that name yet
+        return {}
+    return {t.number: (t.user_attrs["arch"], t.values) for t in trials if counts_as_done(t)}
 
 
 def _kill_when(proc, done, timeout=240.0):
@@ -111,17 +116,48 @@ def test_study_search_records_each_outcome_in_the_study(tmp_path):
         _HOOKS.pop(url, None)
 
 
-def test_one_shot_search_on_ray_then_resume_twice(tiny_spec, ray_address, monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+def test_one_shot_search_on_ray_killed_then_resumed(tiny_spec, ray_address, monkeypatch):
+    """A driver that joined this Ray by address is killed mid-search; the resume continues its Tune experiment
+    with Tuner.restore, then runs the trials added to the budget in a new one; nothing finished runs again."""
     run_dir = tiny_spec["run_dir"]
     tiny_spec["constraints"] = {"params": 5000}
+    tiny_spec["tracking"]["wandb"]["enabled"] = False
     tiny_spec["search"].update({"executor": "ray", "trials": 4,  # one actor per Tune run: each imports torch
                                 "ray": {"address": ray_address, "cpus_per_trial": 1, "max_concurrent": 1}})
-    summary = SearchRun(load_spec(tiny_spec)).run()
+    spec_path = os.path.join(os.path.dirname(run_dir), "spec.yaml")
+    with open(spec_path, "w") as f:
+        yaml.safe_dump(tiny_spec, f)
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", spec_path, "--quiet"], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = os.path.join(run_dir, "ray", "tune-0")
+    _kill_when(proc, lambda: len(_finished(run_dir)) >= 1 and restorable(first))
+    killed = _finished(run_dir)
+    assert 1 <= len(killed) < 4 and restorable(first)
 
-    rows = _rows(run_dir)
-    assert len(rows) == 4 and summary["trials"] == 4
-    assert all(r["state"] == "COMPLETE" for r in rows)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    tiny_spec["search"]["trials"] = 6
+    tiny_spec["tracking"]["wandb"]["enabled"] = True
+    summary = SearchRun(load_spec(tiny_spec), resume=True).run()
+    with open(os.path.join(run_dir, "search.log")) as f:
+        assert f"continuing the interrupted Ray Tune experiment {first}" in f.read()
+    ray_dir = os.path.join(run_dir, "ray")
+    assert segments(ray_dir) == [first, os.path.join(ray_dir, "tune-1")]
+    assert all(os.path.exists(os.path.join(p, DONE_MARK)) for p in segments(ray_dir))
+    after = _finished(run_dir)
+    assert len(after) == 6 and all(after[n] == killed[n] for n in killed)
+
+    study = _study(run_dir)
+    assert not study.get_trials(states=(State.RUNNING,))
+    done = [t for t in study.trials if counts_as_done(t)]
+    assert all(t.state == State.COMPLETE for t in done)
+    for t in done:  # the values the sampler saw are the metrics the table shows
+        assert t.values == [t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["latency_ms"]]
+        assert 0 <= t.values[0] <= 1 and t.values[1] > 0
+        assert (t.constraints["params"] <= 0) == (t.user_attrs["cost"]["params"] <= 5000)
+    rows = [r for r in _rows(run_dir) if r["state"] == "COMPLETE"]
+    assert len(rows) == 6 and summary["complete"] == 6
+    assert len(_rows(run_dir)) == summary["trials"] == len([t for t in study.trials if t.state.is_finished()])
     for r in rows:  # feasibility is the constraint, the front is the non-dominated feasible trials
         assert (r["feasible"] == "True") == (float(r["params"]) <= 5000)
         acc, lat = float(r["accuracy"]), float(r["latency_ms"])
@@ -129,45 +165,10 @@ def test_one_shot_search_on_ray_then_resume_twice(tiny_spec, ray_address, monkey
                         (float(o["accuracy"]) > acc or float(o["latency_ms"]) < lat)
                         for o in rows if o["feasible"] == "True")
         assert (r["on_front"] == "True") == (r["feasible"] == "True" and not dominated)
-    study = _study(run_dir)
-    assert [t.state for t in study.trials] == [State.COMPLETE] * 4
-    for t in study.trials:  # the values the sampler saw are the metrics the table shows
-        assert t.values == [t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["latency_ms"]]
-        assert 0 <= t.values[0] <= 1 and t.values[1] > 0
-        assert (t.constraints["params"] <= 0) == (t.user_attrs["cost"]["params"] <= 5000)
-    # wandb got one hypervolume point per trial and the trials table, as on the in-process path
+    # wandb: a hypervolume point per trial this driver finished, and the table of all trials
     wb = read_offline_run(find_offline_runs(run_dir)[0])
-    assert len([h for h in wb["history"] if "hypervolume" in h]) == 4
-    assert len(wb["tables"]["trials"]["data"]) == 4
-    assert os.path.exists(os.path.join(run_dir, "ray", "tune-0", DONE_MARK))
-    first = _finished(run_dir)
-
-    # resume with more trials in a second driver that joins this Ray by address; kill it mid-way
-    tiny_spec["search"]["trials"] = 8
-    tiny_spec["tracking"]["wandb"]["enabled"] = False
-    spec_path = os.path.join(os.path.dirname(run_dir), "resume.yaml")
-    with open(spec_path, "w") as f:
-        yaml.safe_dump(tiny_spec, f)
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", spec_path, "--resume", "--quiet"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    segment = os.path.join(run_dir, "ray", "tune-1")
-    _kill_when(proc, lambda: len(_finished(run_dir)) >= 5 and restorable(segment))
-    killed = _finished(run_dir)
-    assert 5 <= len(killed) < 8 and all(killed[n] == first[n] for n in first)
-
-    # the interrupted segment continues through Tuner.restore; nothing finished is run again
-    summary = SearchRun(load_spec(tiny_spec), resume=True).run()
-    with open(os.path.join(run_dir, "search.log")) as f:
-        assert f"continuing the interrupted Ray Tune experiment {segment}" in f.read()
-    after = _finished(run_dir)
-    assert len(after) == 8 and all(after[n] == killed[n] for n in killed)
-    assert all(v[1] is not None and len(v[1]) == 2 for v in after.values())
-    assert len(_rows(run_dir)) == summary["trials"] == len([t for t in _study(run_dir).trials
-                                                             if t.state.is_finished()])
-    assert segments(os.path.join(run_dir, "ray")) == [os.path.join(run_dir, "ray", "tune-0"), segment]
-    assert not _study(run_dir).get_trials(states=(State.RUNNING,))
+    assert len([h for h in wb["history"] if "hypervolume" in h]) == 6 - len(killed)
+    assert len(wb["tables"]["trials"]["data"]) == summary["trials"]
 
 
 def test_multi_trial_search_on_ray_with_asha(tiny_spec, ray_address):
