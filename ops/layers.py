@@ -31,7 +31,7 @@ def check_kernel(op, kernel, arg="kernel"):
 
 
 def check_choice(op, arg, value, choices):
-    """Raise unless `value` is one of `choices` (for string-valued hparams)."""
+    """Raise unless `value` is one of `choices`."""
     if value not in choices:
         raise op_error(op, f"{arg}={value!r}", "is unknown", ", ".join(map(str, choices)))
     return value
@@ -65,7 +65,7 @@ def divisors(n):
 
 
 def check_divides(op, arg, value, c_in):
-    """Raise unless `value` (a group count) divides c_in."""
+    """Raise unless `value` (a group count, already checked to be >= 1) divides c_in."""
     if c_in % value:
         raise op_error(op, f"{arg}={value}", f"must divide c_in={c_in}", ", ".join(map(str, divisors(c_in))))
     return value
@@ -130,11 +130,7 @@ def make_norm(kind, c, dims=2):
 
 def same_padding(op, kernel, dilation=1):
     """Symmetric padding that keeps the size at stride 1; even kernels cannot have one."""
-    if kernel < 1 or kernel % 2 == 0:
-        raise op_error(op, f"kernel={kernel}", "has no symmetric padding", "odd kernels 1, 3, 5, 7, ...")
-    if dilation < 1:
-        raise op_error(op, f"dilation={dilation}", "is invalid", "integers >= 1")
-    return (kernel - 1) // 2 * dilation
+    return (check_kernel(op, kernel) - 1) // 2 * check_int(op, "dilation", dilation)
 
 
 class ConvNormAct(nn.Sequential):

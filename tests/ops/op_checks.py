@@ -127,8 +127,10 @@ class OpContract:
     def pytest_generate_tests(self, metafunc):
         ids = [f"{op}-{ci}to{co}-{'-'.join(f'{k}{v}' for k, v in hp.items()) or 'default'}"
                for op, ci, co, hp, _ in self.cases]
-        metafunc.parametrize("case", self.cases, ids=ids)
-        metafunc.parametrize("scale", self.scales)
+        if "case" in metafunc.fixturenames:
+            metafunc.parametrize("case", self.cases, ids=ids)
+        if "scale" in metafunc.fixturenames:
+            metafunc.parametrize("scale", self.scales)
 
     def build(self, case, scale):
         name, ci, co, hp, _ = case

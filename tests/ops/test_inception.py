@@ -10,6 +10,7 @@ from search_spaces.arch import Layer
 from op_checks import (assert_round_trips, assert_same_block, build_error, check_monotone, check_op, conv_norm,
                        n_params)
 
+
 def inception_params(ci, widths, norm="bn"):
     b1, r3, b3, r5, b5, bp = widths
     return (conv_norm(ci, b1, norm=norm) + conv_norm(ci, r3, norm=norm) + conv_norm(r3, b3, 3, norm=norm)

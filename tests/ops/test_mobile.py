@@ -10,6 +10,7 @@ from ops import build_op
 from search_spaces.arch import Layer
 from op_checks import assert_round_trips, assert_same_block, build_error, check_monotone, check_op, conv_norm
 
+
 def mbconv_params(ci, co, k, hidden, squeeze=0, norm="bn"):
     """expand 1x1 (absent when hidden == c_in) + depthwise k x k + SE (two 1x1 convs with bias) + project 1x1."""
     expand = conv_norm(ci, hidden, 1, norm=norm) if hidden != ci else 0
