@@ -32,13 +32,14 @@ def parse_args(argv=None):
     p.add_argument("--space", default="mobile")
     p.add_argument("--size", type=int, default=8, help="input height = width (digits are 8x8 natively; default 8)")
     p.add_argument("--archs", type=int, default=12, help="architectures compared (default: 12)")
-    p.add_argument("--supernet-epochs", type=int, default=12, help="supernet training epochs (default: 12)")
-    p.add_argument("--epochs", type=int, default=4, help="from-scratch training epochs per arch (default: 4)")
+    p.add_argument("--supernet-epochs", type=int, default=20, help="supernet training epochs (default: 20)")
+    p.add_argument("--epochs", type=int, default=5, help="from-scratch training epochs per arch (default: 5)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--sampler", default="fair", choices=("uniform", "fair", "sandwich"))
     p.add_argument("--bn-batches", type=int, default=4)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a busy 2-core machine two OpenMP threads stall each other)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 

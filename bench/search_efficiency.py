@@ -30,6 +30,8 @@ sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.p
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from nas.search.objectives import ArchEvaluator  # noqa: E402
+
 
 def cpu_model() -> str:
     try:
@@ -39,7 +41,7 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-def prepare(work: str, epochs: int):
+def prepare(work: str, epochs: int, input_size: int, bn_batches: int):
     """The run in WORK/run: its latency model and trained supernet (built on the first call, loaded after)."""
     from nas.config import load_spec
     from nas.search.runner import SearchRun
@@ -47,6 +49,7 @@ def prepare(work: str, epochs: int):
     run_dir = os.path.join(work, "run")
     spec = load_spec(os.path.join(ROOT, "experiments", "quickstart.yaml"),
                      [f"run_dir={run_dir}", "search.trials=0", f"supernet.epochs={epochs}", "retrain.top_k=0",
+                      f"data.input_size={input_size}", f"search.bn_batches={bn_batches}",
                       "tracking.wandb.enabled=false"])
     reused = os.path.exists(os.path.join(run_dir, "supernet", "checkpoint.pt"))
     run = SearchRun(spec, resume=os.path.exists(os.path.join(run_dir, "spec.yaml")), progress=False)
@@ -55,6 +58,19 @@ def prepare(work: str, epochs: int):
     t1 = time.perf_counter()
     supernet = run.supernet().eval()
     return run, latency_model, supernet, {"latency_s": t1 - t0, "supernet_s": time.perf_counter() - t1, "reused": reused}
+
+
+class TimedEvaluator(ArchEvaluator):
+    """ArchEvaluator that also times the cost metrics (MACs, params, predicted latency) of new architectures."""
+
+    cost_seconds = 0.0
+
+    def cost(self, arch):
+        t = time.perf_counter()
+        try:
+            return super().cost(arch)
+        finally:
+            self.cost_seconds += time.perf_counter() - t
 
 
 class TimedScore:
@@ -121,6 +137,9 @@ def main() -> int:
     parser.add_argument("--samplers", nargs="+", default=["nsga2", "tpe", "random"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8, help="supernet training epochs (fixed per --work folder)")
+    parser.add_argument("--input-size", type=int, default=16,
+                        help="digits upscaled from 8x8 to this size (quickstart: 32; 16 scores 4x faster)")
+    parser.add_argument("--bn-batches", type=int, default=2, help="BN recalibration batches (of 64) per score")
     parser.add_argument("--population", type=int, default=12, help="NSGA-II population (TPE: startup trials)")
     parser.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
@@ -129,19 +148,18 @@ def main() -> int:
     import optuna
     from tqdm import tqdm
 
-    from nas.search.objectives import ArchEvaluator
     from nas.search.pareto import hypervolume, non_dominated
     from nas.search.stages import one_shot_scorer, reference_point
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budgets = sorted(args.budgets)
     t_start = time.perf_counter()
-    run, latency_model, supernet, setup = prepare(args.work, args.epochs)
+    run, latency_model, supernet, setup = prepare(args.work, args.epochs, args.input_size, args.bn_batches)
     cache_file = os.path.join(args.work, "metrics.json")
     cache = json.load(open(cache_file)) if os.path.exists(cache_file) else {}
     cached_before = len(cache)
     score = TimedScore(one_shot_scorer(run, supernet))
-    evaluator = ArchEvaluator(score, latency_model, cache=cache)  # one instance: cost and metrics cached for all
+    evaluator = TimedEvaluator(score, latency_model, cache=cache)  # one instance: cost and metrics cached for all
     ref = reference_point(run, evaluator)
 
     # the cache is only sound if scoring is deterministic: score one architecture twice
@@ -151,17 +169,18 @@ def main() -> int:
         raise SystemExit(f"one-shot score is not deterministic ({first} vs {second}); the shared cache is unsound")
 
     results = {s: {b: [] for b in budgets} for s in args.samplers}
-    seconds = {s: {"study": 0.0, "scoring": 0.0, "scored": 0} for s in args.samplers}
+    seconds = {s: {"study": 0.0, "scoring": 0.0, "scored": 0, "cost": 0.0} for s in args.samplers}
     all_points = []
     total = len(args.samplers) * len(args.seeds) * budgets[-1]
     with tqdm(total=total, desc="trials", disable=not sys.stderr.isatty()) as bar:
         for seed in args.seeds:
             for s in args.samplers:
-                t0, sc0, calls0 = time.perf_counter(), score.seconds, score.calls
+                t0, sc0, calls0, c0 = time.perf_counter(), score.seconds, score.calls, evaluator.cost_seconds
                 trials = run_study(run, evaluator, s, seed, budgets[-1], args.population, bar)
                 seconds[s]["study"] += time.perf_counter() - t0
                 seconds[s]["scoring"] += score.seconds - sc0
                 seconds[s]["scored"] += score.calls - calls0
+                seconds[s]["cost"] += evaluator.cost_seconds - c0
                 for b in budgets:
                     results[s][b].append(hypervolume(front_points(trials[:b], run.objectives, run.directions), ref))
                 all_points.append(front_points(trials, run.objectives, run.directions))
@@ -171,6 +190,8 @@ def main() -> int:
     best_known = hypervolume(pts, ref)
     front = pts[non_dominated(pts)]
     wall = time.perf_counter() - t_start
+    usage = os.times()
+    cpu = usage.user + usage.system
 
     lines = table(results, budgets, args.samplers)
     verdict = []
@@ -180,7 +201,7 @@ def main() -> int:
         wins = [b for b in budgets if np.mean(results[s][b]) > np.mean(results["random"][b])]
         verdict.append(f"{s} beats random (mean) at {len(wins)}/{len(budgets)} budgets"
                        + (f" ({', '.join(map(str, wins))})" if wins else ""))
-    overhead = ", ".join(f"{s} {(v['study'] - v['scoring']) / (len(args.seeds) * budgets[-1]) * 1e3:.0f} ms"
+    overhead = ", ".join(f"{s} {(v['study'] - v['scoring'] - v['cost']) / (len(args.seeds) * budgets[-1]) * 1e3:.0f} ms"
                          for s, v in seconds.items())
     scored = sum(v["scored"] for v in seconds.values())
     notes = [
@@ -190,8 +211,9 @@ def main() -> int:
         f"- Set-up: latency table + calibration {setup['latency_s']:.0f} s, supernet ({args.epochs} epochs) "
         f"{setup['supernet_s']:.0f} s ({'reused from --work' if setup['reused'] else 'trained now'}); "
         f"{scored} architectures scored ({cached_before} were in the cache before), "
-        f"{score.seconds / max(score.calls, 1):.2f} s each; sampler time per trial (excl. scoring): {overhead}; "
-        f"total {wall / 60:.1f} min.",
+        f"{score.seconds / max(score.calls, 1):.2f} s each (wall), cost metrics of new architectures "
+        f"{evaluator.cost_seconds:.0f} s in all; sampler time per trial: {overhead}; total {wall / 60:.1f} min "
+        f"wall, {cpu / 60:.1f} min CPU (user+sys of this process).",
     ]
     print("\n".join(["", *lines, "", *notes]))
     if not args.no_append:
@@ -201,8 +223,8 @@ def main() -> int:
             f"{datetime.date.today().isoformat()}, {cpu_model()} (lscpu \"Model name\"; 2 vCPUs shared with other jobs), "
             f"1 thread, torch {torch.__version__}, optuna {optuna.__version__}.",
             f"`.venv/bin/python bench/search_efficiency.py{' ' + argv if argv else ''}`: the `mobile` space on digits "
-            f"(32x32), one supernet ({args.epochs} epochs, fair sampling, quickstart spec) and one latency table "
-            f"(cpu, 1 thread, batch 1); objectives accuracy (one-shot, val split, BN recalibrated on 4 fixed batches) "
+            f"({args.input_size}x{args.input_size}), one supernet ({args.epochs} epochs, fair sampling, quickstart spec) and one latency table "
+            f"(cpu, 1 thread, batch 1); objectives accuracy (one-shot, val split, BN recalibrated on {args.bn_batches} fixed batches of 64) "
             f"and predicted latency; no constraints. Hypervolume of the first B trials of one study per sampler and "
             f"seed (seeds {', '.join(map(str, args.seeds))}), mean ± std over seeds; NSGA-II population "
             f"{args.population}, TPE multivariate with {min(10, args.population)} startup trials.", "",

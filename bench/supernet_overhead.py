@@ -48,11 +48,15 @@ def parse_args(argv=None):
 
 
 def sgd_step(model, opt, x, y, arch=None) -> float:
+    """One training step as nas.train takes it (the optimizer sees the parameters that have gradients)."""
+    from nas.train import used_parameters_only
+
     t = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     out = model(x) if arch is None else model(x, arch)
     torch.nn.functional.cross_entropy(out, y).backward()
-    opt.step()
+    with used_parameters_only(opt):
+        opt.step()
     return time.perf_counter() - t
 
 

@@ -33,6 +33,13 @@ def load_space(spec, splits):
     return search_spaces.load(spec.space.name, **overrides)
 
 
+def check_batch(batch_size: int, world: int) -> None:
+    """The global batch must split evenly over the processes."""
+    if batch_size % world:
+        raise ValueError(f"data.batch_size: {batch_size} does not split evenly over {world} processes; "
+                         f"use a multiple of {world}")
+
+
 def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, progress: bool = True,
                     on_epoch_end: Callable[[dict, str], None] | None = None) -> dict[str, Any]:
     """Train the spec's supernet (one worker of a distributed run, or the only one); returns history + checkpoint."""
@@ -41,9 +48,7 @@ def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, prog
 
     ctx = init_distributed()
     cfg = TrainConfig.from_spec(spec)
-    if cfg.batch_size % ctx.world:
-        raise ValueError(f"data.batch_size: {cfg.batch_size} does not split evenly over {ctx.world} processes; "
-                         f"use a multiple of {ctx.world}")
+    check_batch(cfg.batch_size, ctx.world)
     run_dir = run_dir or supernet_dir(spec)
     splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
                           download=spec.data.download)
@@ -84,6 +89,7 @@ def launch_ddp(spec, nproc: int, resume: bool = False, progress: bool = True, ru
 
     if nproc < 1:
         raise ValueError(f"--nproc: {nproc} is not a process count; valid: integers >= 1")
+    check_batch(spec.data.batch_size, nproc)
     if torch.cuda.is_available() and nproc > torch.cuda.device_count():
         raise ValueError(f"--nproc: {nproc} processes but {torch.cuda.device_count()} GPUs; one process per GPU")
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nas-{uuid.uuid4().hex[:8]}",
@@ -95,7 +101,7 @@ def launch_ddp(spec, nproc: int, resume: bool = False, progress: bool = True, ru
         results = elastic_launch(config, _ddp_worker)(to_dict(spec), run_dir, resume, progress, threads)
     except ChildFailedError as e:
         rank, failure = next(iter(sorted(e.failures.items())))
-        raise RuntimeError(f"distributed training failed on rank {rank}: {_failure_message(failure)}") from None
+        raise ValueError(f"distributed training failed on rank {rank}: {_failure_message(failure)}") from None
     return results[0]
 
 
@@ -154,6 +160,7 @@ def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = Fal
 
     if num_workers < 1:
         raise ValueError(f"distributed.num_workers: {num_workers} is not a worker count; valid: integers >= 1")
+    check_batch(spec.data.batch_size, num_workers)
     run_dir = os.path.abspath(run_dir or supernet_dir(spec))
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=progress)
@@ -167,9 +174,9 @@ def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = Fal
         resume_from_checkpoint=Checkpoint.from_directory(run_dir) if resume and os.path.exists(previous) else None)
     result = trainer.fit()
     if result.error is not None:
-        raise RuntimeError(f"Ray Train failed: {str(result.error).strip().splitlines()[-1]}")
+        raise ValueError(f"Ray Train failed: {str(result.error).strip().splitlines()[-1]}")
     if result.checkpoint is None:
-        raise RuntimeError("Ray Train finished without a checkpoint (no epoch completed)")
+        raise ValueError("Ray Train finished without a checkpoint (no epoch completed)")
     with result.checkpoint.as_directory() as d:
         os.makedirs(run_dir, exist_ok=True)
         tmp = previous + ".ray.tmp"

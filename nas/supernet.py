@@ -165,10 +165,11 @@ def _slice_index(small: torch.Size, big: torch.Size) -> tuple | None:
 class _Binding:
     """A template module and, for each of its tensors, where its slice comes from in the max-size modules."""
 
-    __slots__ = ("template", "entries", "slots")
+    __slots__ = ("template", "entries", "slots", "generation")
 
     def __init__(self, template: nn.Module, entries: list[tuple[str, nn.Module, str, tuple | None]]):
         self.template, self.entries = template, entries
+        self.generation = -1  # the Supernet generation whose views the template holds
         self.slots = []  # per entry: the template's dict that holds the tensor (_parameters or _buffers), its key
         for name, *_ in entries:
             module_name, _, key = name.rpartition(".")
@@ -184,11 +185,17 @@ class _Binding:
         """Template tensor name -> the slice of the shared tensor (views: gradients and BN updates reach it)."""
         return {name: t if idx is None else t[idx] for name, t, idx in self._sources()}
 
-    def bound(self) -> nn.Module:
-        """The template holding the current slices: what `torch.func.functional_call` would swap in, without its
-        per-call overhead (about 8% of a mobile training step on CPU)."""
-        for (slot, key), (_, t, idx) in zip(self.slots, self._sources()):
-            slot[key] = t if idx is None else t[idx]
+    def bound(self, generation: int) -> nn.Module:
+        """The template holding slices of the shared tensors: what `torch.func.functional_call` would swap in,
+        without its per-call cost. The views are made once (with autograd on, so gradients reach the shared
+        tensors) and stay valid while the shared tensors are the same objects: in-place updates (optimizer
+        steps, BN statistics, load_state_dict) show through them; `Supernet._apply` (.to(), .cuda(), ...)
+        starts a new generation, which makes them anew."""
+        if self.generation != generation:
+            with torch.inference_mode(False), torch.enable_grad():
+                for (slot, key), (_, t, idx) in zip(self.slots, self._sources()):
+                    slot[key] = t if idx is None else t[idx]
+            self.generation = generation
         return self.template
 
 
@@ -256,6 +263,7 @@ class Supernet(nn.Module):
         self._templates: "OrderedDict[tuple, _Binding]" = OrderedDict()
         self._located: "OrderedDict[Arch, list]" = OrderedDict()
         self._sync_bn = False
+        self._generation = 0
 
     # --- construction ----------------------------------------------------------------------------
     @staticmethod
@@ -294,6 +302,16 @@ class Supernet(nn.Module):
             index[pos.key] = names
         if "blurpool" in pos.downsample and pos.stride > 1:
             self.blurpools[slot] = self._store("blurpool", {}, pos.stride, plugin_shapes, pos.key)
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self._generation += 1  # tensors may have been replaced: the templates' cached views are stale
+        return result
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._generation += 1
+        return result
 
     def use_sync_bn(self, enabled: bool = True) -> None:
         """Run the paths with SyncBatchNorm (DDP on CUDA); the shared weights are unchanged."""
@@ -380,7 +398,7 @@ class Supernet(nn.Module):
             template = binding.template
             if template.training != self.training:
                 template.train(self.training)
-            x = binding.bound()(x)
+            x = binding.bound(self._generation)(x)
         return x
 
     @torch.no_grad()

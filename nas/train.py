@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Optional
 
@@ -322,6 +323,20 @@ def _check_resumable(ck: dict, cfg: TrainConfig, path: str) -> None:
                              f"{getattr(cfg, key)!r}; use another run folder to train with a different {key}")
 
 
+@contextmanager
+def used_parameters_only(optimizer):
+    """Let the optimizer see only parameters that have a gradient (a path uses a few of a supernet's thousands
+    of tensors; torch's optimizers skip the others anyway, but only after a Python loop over all of them)."""
+    groups = [g["params"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["params"] = [p for p in g["params"] if p.grad is not None]
+    try:
+        yield
+    finally:
+        for g, params in zip(optimizer.param_groups, groups):
+            g["params"] = params
+
+
 def _train_epoch(model, sampler, loader, optimizer, scheduler, scaler, criterion, params, cfg, ctx, device,
                  autocast_dtype, step, desc, bar) -> dict:
     from tqdm import tqdm
@@ -347,10 +362,11 @@ def _train_epoch(model, sampler, loader, optimizer, scheduler, scaler, criterion
             raise TrainingDiverged(f"training diverged: loss is {step_loss} at step {step}; lower supernet.lr "
                                    f"(now {cfg.lr}) or set supernet.grad_clip")
         average_gradients(params, ctx.world)
-        if cfg.grad_clip and cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.grad_clip)
-        scaler.step(optimizer)
+        with used_parameters_only(optimizer):
+            if cfg.grad_clip and cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+            scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         step += 1

@@ -83,6 +83,8 @@ def run(args) -> int:
         return run_folder(args)
     if args.trial is not None:
         raise ValueError(f"--trial: needs a search run folder; {args.arch} is not a folder")
+    if "/" in args.arch and ";" not in args.arch and not Path(args.arch).exists():
+        raise FileNotFoundError(f"{args.arch} does not exist (expected a search run folder or an Arch YAML file)")
     if not args.out:
         raise ValueError("--out: required when exporting an architecture, e.g. --out model.py")
     if Path(args.out).suffix != ".py":

@@ -55,6 +55,8 @@ def register(subparsers) -> None:
                            "hardware.calibration_archs, else 24; 0: skip)")
         else:
             a.add_argument("--n", type=int, default=50, help="networks to measure (default 50)")
+            a.add_argument("--repeat", action="store_true", help="measure them twice and report the agreement "
+                           "of the two measurements too (the machine's noise floor)")
         a.set_defaults(func=func)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -104,6 +106,14 @@ def resolve(args):
     return space, profile.with_(**changes), out, hardware
 
 
+def _table_file(args, hardware, out: str, profile) -> str:
+    """The spec's `hardware.table` when it names one (and --out is not given), else <out>/<profile key>.json."""
+    from nas.latency.table import table_path
+
+    named = getattr(hardware, "table", None)
+    return named if named and not args.out else table_path(out, profile)
+
+
 def run_build(args) -> int:
     from nas.latency.predictor import fit_calibration, space_signature
     from nas.latency.table import LatencyTable
@@ -111,7 +121,9 @@ def run_build(args) -> int:
 
     space, profile, out, hardware = resolve(args)
     allow = args.allow_foreign or bool(getattr(hardware, "allow_foreign", False))
-    table = LatencyTable.open(out, profile, allow_foreign=allow)
+    path = _table_file(args, hardware, out, profile)
+    table = (LatencyTable.load(path, profile, allow_foreign=allow) if os.path.isfile(path)
+             else LatencyTable(profile, path=path))
     units = space_units(space)
     todo = len(table.missing(units))
     print(f"latency table {table.path}: {len(units)} entries for space '{space_signature(space)}', "
@@ -130,17 +142,17 @@ def run_build(args) -> int:
 
 def run_validate(args) -> int:
     from nas.latency.predictor import LatencyModel
-    from nas.latency.table import LatencyTable, table_path
+    from nas.latency.table import LatencyTable
     from nas.latency.validate import format_report, validate
 
     space, profile, out, hardware = resolve(args)
     allow = args.allow_foreign or bool(getattr(hardware, "allow_foreign", False))
-    path = table_path(out, profile)
+    path = _table_file(args, hardware, out, profile)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no latency table for {profile.key()} in '{out}'; run `nas latency build "
-                                f"{args.target} --out {out}` first")
+        raise FileNotFoundError(f"no latency table '{path}' for {profile.key()}; run `nas latency build "
+                                f"{args.target} --out {os.path.dirname(path) or '.'}` first")
     table = LatencyTable.load(path, profile, allow_foreign=allow)
     model = LatencyModel.for_space(table, space)
-    report = validate(space, model, n=args.n, seed=args.seed + 1, out_dir=out)
+    report = validate(space, model, n=args.n, seed=args.seed + 1, out_dir=out, repeat=args.repeat)
     print(format_report(report))
     return 0

@@ -238,9 +238,11 @@ def measure(module: nn.Module, input_shape: Sequence[int], profile: DeviceProfil
 # --- drift correction ----------------------------------------------------------------------------------
 # A shared machine changes speed over seconds and minutes: neighbours' jobs evict the shared caches and
 # take memory bandwidth, which slows even the thread's own CPU time, and slows memory-heavy work more.
-# A fixed reference module, at the spatial size of the work, is timed in every round beside it; each
-# round's samples are scaled by baseline / the reference's median in that round. Measurements of one
-# table (and of the networks it is checked against) are so expressed at one machine speed: the baseline's.
+# A fixed reference is timed in every round beside the work (a small conv stack at the work's spatial
+# size beside table entries; a fixed network of the space beside whole networks, see LatencyTable.measure);
+# each round's samples are scaled by baseline / the reference's median in that round. Measurements of
+# one table (and of the networks it is checked against) are so expressed at one machine speed, the
+# baseline's, and predicted latencies are at that speed too.
 
 
 def reference_shape(size: int = 32) -> tuple[int, int, int, int]:
@@ -261,14 +263,14 @@ def reference_module() -> nn.Module:
 
 
 def measure_corrected(items: Iterable[tuple[nn.Module, Sequence[int]]], profile: DeviceProfile,
-                      baseline_ms: float | None, size: int = 32,
-                      rounds: int = DEFAULT_ROUNDS) -> tuple[list[Measurement], float]:
-    """Measure with the reference module (at `size` x `size`) in the same rounds, every round's samples
-    scaled by baseline / the reference's median in that round.
+                      baseline_ms: float | None, size: int = 32, rounds: int = DEFAULT_ROUNDS,
+                      reference: tuple[nn.Module, Sequence[int]] | None = None) -> tuple[list[Measurement], float]:
+    """Measure with a reference (default: `reference_module` at `size` x `size`) in the same rounds, every
+    round's samples scaled by baseline / the reference's median in that round.
 
     Returns (the scaled measurements, the reference's median over the call). With `baseline_ms=None`
     the baseline is that median (the caller keeps it as the baseline of later calls)."""
-    items = list(items) + [(reference_module(), reference_shape(size))]
+    items = list(items) + [reference or (reference_module(), reference_shape(size))]
     *out, ref = measure_rounds(items, profile, rounds)
     ref_all = statistics.median(x for rnd in ref for x in rnd)
     base = ref_all if baseline_ms is None else float(baseline_ms)

@@ -2,15 +2,16 @@
 
 Why a calibration: a unit timed alone runs with its weights and input hot in cache and pays the
 timing harness once, while inside a network it pays the Python dispatch of the nested Sequentials
-(network -> stage -> layer -> op) and finds other layers' data in cache. Summed naively, the table
-misses by tens of percent here (about 1.5x on a 2-core CPU at 32x32). The calibration is fitted on a
+(network -> stage -> layer -> op) and finds its weights evicted by the other layers. Summed naively,
+the table falls 10-40% short of the measured network on the 2-core CPU here, by an amount that
+varies with the machine's load. The calibration is fitted on a
 few whole networks of the space measured end to end:
 
     predicted = intercept + sum over units u of (scale[family(u)] * table[u] + per_unit)
 
 with a scale per op family (or one for all), a fixed cost per unit and a fixed cost per network.
-It is fitted by least squares on relative error (each network's residual divided by its measured
-latency, as the ±10% goal counts), scales bounded below by 0, with two Huber re-weightings so one
+It is fitted by non-negative least squares on relative error (each network's residual divided by its
+measured latency, as the ±10% goal counts), with two Huber re-weightings so one
 disturbed measurement cannot pull it; the form (ratio, linear, per-family) is chosen by
 leave-one-out error on the calibration networks. The result stays a sum over units, so the minimum
 latency over a space is found exactly by dynamic programming over positions (constraints.py).
@@ -110,7 +111,20 @@ def _features(point: dict[str, Any], form: str, families: Sequence[str]) -> list
         return [sum(fam.values())]
     if form == "linear":
         return [sum(fam.values()), point["n_units"], 1.0]
-    return [fam.get(f, 0.0) for f in families] + [point["n_units"], 1.0]
+    rest = sum(v for f, v in fam.items() if f not in families)
+    return [fam.get(f, 0.0) for f in families] + [rest, point["n_units"], 1.0]
+
+
+def _varying_families(points: Sequence[dict[str, Any]]) -> list[str]:
+    """Families that earn a scale of their own: >= 5% of the latency on average and varying across the
+    networks (coefficient of variation >= 0.15); a near-constant family is confounded with the intercept."""
+    out = []
+    for f in sorted({f for p in points for f in p["family_ms"]}):
+        v = np.array([p["family_ms"].get(f, 0.0) for p in points])
+        share = float(np.mean(v / np.array([sum(p["family_ms"].values()) for p in points])))
+        if share >= 0.05 and v.std() >= 0.15 * max(v.mean(), 1e-12):
+            out.append(f)
+    return out
 
 
 def _fit(points: Sequence[dict[str, Any]], form: str, families: Sequence[str]) -> np.ndarray:
@@ -119,16 +133,14 @@ def _fit(points: Sequence[dict[str, Any]], form: str, families: Sequence[str]) -
 
     X = np.array([_features(p, form, families) for p in points], dtype=float)
     y = np.array([p["measured_ms"] for p in points], dtype=float)
-    n_scale = 1 if form in ("ratio", "linear") else len(families)
-    lower = np.full(X.shape[1], -np.inf)
-    lower[:n_scale] = 0.0
+    lower = np.zeros(X.shape[1])  # non-negative: scales, per-unit and per-network overheads
     live = np.abs(X).sum(0) > 0  # a family absent from every network gets no coefficient
     coef = np.zeros(X.shape[1])
     w = 1.0 / y
     for _ in range(3):
         A = X[:, live] * w[:, None]
         norm = np.linalg.norm(A, axis=0)  # columns scaled to unit norm: ms, unit counts and 1 are far apart
-        res = lsq_linear(A / norm, y * w, bounds=(lower[live] * norm, np.full(int(live.sum()), np.inf)))
+        res = lsq_linear(A / norm, y * w, bounds=(lower[live], np.full(int(live.sum()), np.inf)))
         coef[live] = res.x / norm
         rel = np.abs(X @ coef - y) / y
         delta = max(1.345 * 1.4826 * float(np.median(rel)), 1e-6)  # Huber threshold from the residuals' MAD
@@ -142,20 +154,22 @@ def _to_calibration(coef: np.ndarray, form: str, families: Sequence[str]) -> Cal
     if form == "linear":
         return Calibration("linear", {"*": float(coef[0])}, float(coef[1]), float(coef[2]))
     scale = {f: float(c) for f, c in zip(families, coef)}
+    scale["*"] = float(coef[len(families)])  # the families pooled together
     return Calibration("family", scale, float(coef[-2]), float(coef[-1]))
 
 
 def fit_from_points(points: Sequence[dict[str, Any]], forms: Sequence[str] = FORMS) -> Calibration:
     """The calibration form with the lowest leave-one-out error on `points`, refitted on all of them.
 
-    A point is {"measured_ms", "n_units", "family_ms": {family: summed table ms}}. The per-family form is
-    only tried with at least 4 networks per coefficient."""
+    A point is {"measured_ms", "n_units", "family_ms": {family: summed table ms}}. The per-family form
+    gives a scale of its own to each family that varies across the networks (the rest share one), and is
+    only tried with at least 4 networks per coefficient. Every coefficient is >= 0."""
     points = list(points)
-    families = sorted({f for p in points for f in p["family_ms"]})
+    families = _varying_families(points)
     best: tuple[float, str] | None = None
     for form in forms:
         n_coef = len(_features(points[0], form, families))
-        if len(points) < max(3, (4 if form == "family" else 2) * n_coef) or (form == "family" and len(families) < 2):
+        if len(points) < max(3, (4 if form == "family" else 2) * n_coef) or (form == "family" and not families):
             continue
         errs = []
         for i in range(len(points)):
@@ -200,17 +214,22 @@ def calibration_archs(space, n: int, seed: int = 0) -> list[Arch]:
     return list(archs.values())[:n]
 
 
+def reference_arch(space) -> Arch:
+    """The fixed network of `space` that whole networks are timed beside (drift correction)."""
+    return space.sample(random.Random(7919))
+
+
 def measure_archs(archs: Sequence[Arch], table: LatencyTable, progress: Callable[[int], None] | None = None,
-                  chunk: int = 6) -> list[float]:
+                  chunk: int = 6, reference: Arch | None = None) -> list[float]:
     """End-to-end median latency (ms) of each arch, built fresh, measured in interleaved chunks on the
-    table's profile and (with its drift correction) at the table's machine speed."""
+    table's profile and (with its drift correction, beside network `reference`) at the table's machine speed."""
     from search_spaces.builder import build_model
 
     out: list[float] = []
     for start in range(0, len(archs), chunk):
         part = archs[start:start + chunk]
         ms = table.measure([(build_model(a), (1, a.in_channels, a.input_size, a.input_size)) for a in part],
-                           max(a.input_size for a in part))
+                           max(a.input_size for a in part), reference)
         out += [m.median_ms for m in ms]
         if progress:
             progress(len(part))
@@ -230,7 +249,7 @@ def fit_calibration(space, table: LatencyTable, profile=None, n: int = 24, seed:
                 size=space.spec.input_size)
     bar = _progress_bar(len(archs), f"calibrate {space_signature(space)}", progress)
     try:
-        measured = measure_archs(archs, table, progress=bar.update)
+        measured = measure_archs(archs, table, progress=bar.update, reference=reference_arch(space))
     finally:
         bar.close()
     cal = fit_from_points([arch_point(a, table, m) for a, m in zip(archs, measured)])

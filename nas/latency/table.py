@@ -95,9 +95,9 @@ class LatencyTable:
               save: bool = True, size: int | None = None) -> int:
         """Measure the units not in the table yet; return how many were measured.
 
-        Units are measured `chunk` at a time in interleaved rounds (drift-corrected with the reference module
-        at `size`, by default the largest unit input size: the network's input size); the table is saved (when it has a path)
-        after every `save_every` new entries and at the end, so Ctrl-C loses at most `save_every` entries.
+        Units are measured `chunk` at a time in interleaved rounds, drift-corrected with the reference module
+        at `size` (default: the largest unit input size, the network's). The table is saved (when it has a
+        path) every `save_every` new entries and at the end, so Ctrl-C loses at most `save_every` entries.
         """
         todo = self.missing(units)
         if not todo:
@@ -123,14 +123,18 @@ class LatencyTable:
                 self.save()
         return done
 
-    def measure(self, items, size: int = 32) -> list:
+    def measure(self, items, size: int = 32, reference_arch=None) -> list:
         """Measure (module, input_shape) pairs on this table's profile, at the table's machine speed: with
-        drift correction, a reference module at `size` x `size` (the network's input size) timed in the
-        same rounds rescales them to the baseline of that size (`measure.measure_corrected`)."""
+        drift correction, a reference timed in the same rounds rescales them to its baseline
+        (`measure.measure_corrected`): a small conv stack at `size` x `size` for single units, or, for whole
+        networks, the fixed network `reference_arch`, whose slowdown under load is most like theirs."""
         if not self.drift_correction:
             return measure_mod.measure_many(items, self.profile)
-        key = str(int(size))
-        out, ref = measure_mod.measure_corrected(items, self.profile, self.reference_ms.get(key), size)
+        reference, key = None, str(int(size))
+        if reference_arch is not None:
+            reference, key = _network(reference_arch), f"arch:{reference_arch.to_string()}"
+        out, ref = measure_mod.measure_corrected(items, self.profile, self.reference_ms.get(key), size,
+                                                 reference=reference)
         self.reference_ms.setdefault(key, ref)
         return out
 
@@ -178,6 +182,20 @@ class LatencyTable:
         if os.path.isfile(path):
             return cls.load(path, profile, allow_foreign=allow_foreign)
         return cls(profile, path=path)
+
+
+def _network(arch):
+    """The module of `arch` with fixed weights (seed 0; the global RNG is left as it was), and its input shape."""
+    import torch
+
+    from search_spaces.builder import build_model
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        return build_model(arch).eval(), (1, arch.in_channels, arch.input_size, arch.input_size)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def _progress_bar(total: int, desc: str, progress: bool | None):

@@ -18,7 +18,7 @@ import numpy as np
 from nas.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from search_spaces.arch import Arch
 
-from .predictor import LatencyModel, measure_archs, space_signature
+from .predictor import LatencyModel, measure_archs, reference_arch, space_signature
 
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -62,18 +62,22 @@ def validation_archs(space, n: int, seed: int, exclude: Sequence[str] = ()) -> l
 
 
 def validate(space, model: LatencyModel, n: int = 50, seed: int = 1, out_dir: str | None = None,
-             progress: bool | None = None) -> dict[str, Any]:
+             progress: bool | None = None, repeat: bool = False) -> dict[str, Any]:
     """Measure `n` random networks end to end; the fidelity of the model, the naive sum and the MACs proxy.
 
+    `repeat`: measure the networks a second time and report how well the two measurements agree (the
+    same figures, `remeasure`): the noise floor of the machine, which no predictor can beat.
     With `out_dir`, writes validation.json (every network), validation.png and validation.html
     (predicted vs measured) there, atomically."""
     from .table import _progress_bar
 
     cal = model.calibration
     archs = validation_archs(space, n, seed, exclude=[p["arch"] for p in cal.points])
-    bar = _progress_bar(len(archs), f"validate {space_signature(space)}", progress)
+    bar = _progress_bar(len(archs) * (2 if repeat else 1), f"validate {space_signature(space)}", progress)
     try:
-        measured = measure_archs(archs, model.table, progress=bar.update)
+        ref = reference_arch(space)
+        measured = measure_archs(archs, model.table, progress=bar.update, reference=ref)
+        again = measure_archs(archs, model.table, progress=bar.update, reference=ref) if repeat else None
     finally:
         bar.close()
     predicted = [model.predict(a) for a in archs]
@@ -84,6 +88,10 @@ def validate(space, model: LatencyModel, n: int = 50, seed: int = 1, out_dir: st
                               "fingerprint": model.table.fingerprint, "calibration": cal.form,
                               "calibration_archs": len(cal.points), "model": fidelity(predicted, measured),
                               "table_sum": fidelity(naive, measured)}
+    if again is not None:
+        report["remeasure"] = fidelity(again, measured)
+        for r, m in zip(rows, again):
+            r["remeasured_ms"] = m
     if len(cal.points) >= 2:
         a, b = fit_macs_proxy(cal.points)
         for r, arch in zip(rows, archs):
@@ -103,7 +111,7 @@ def format_report(report: dict[str, Any]) -> str:
              f"measured end to end (calibration '{report['calibration']}' on {report['calibration_archs']} others)",
              f"{'predictor':<22}{'MAPE':>8}{'±5%':>8}{'±10%':>8}{'tau':>8}"]
     for key, label in (("model", "table + calibration"), ("table_sum", "table sum (naive)"),
-                       ("macs_proxy", "MACs linear proxy")):
+                       ("macs_proxy", "MACs linear proxy"), ("remeasure", "re-measurement")):
         f = report.get(key)
         if f:
             lines.append(f"{label:<22}{f['mape']:>7.1f}%{100 * f['within_5']:>7.0f}%{100 * f['within_10']:>7.0f}%"

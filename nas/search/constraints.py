@@ -83,19 +83,30 @@ def _params(unit) -> float:
     return _COUNTS[key]
 
 
+def _latency(latency_model):
+    if latency_model is None:
+        raise ValueError("minimum_achievable: latency_ms needs a latency model (nas latency build)")
+    return latency_model.unit_cost, _add, latency_model.calibration.intercept
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
+
+
+# metric -> (latency model -> (unit -> value, how values combine, the per-network constant))
+UNIT_METRICS: dict[str, Callable] = {
+    "latency_ms": _latency,
+    "params": lambda _: (_params, _add, 0.0),
+    "macs": lambda _: (lambda u: float(_count(u).macs), _add, 0.0),
+    "peak_activation_mb": lambda _: (lambda u: _count(u).peak_activation_bytes / 2 ** 20, max, 0.0),
+}
+
+
 def unit_metric(metric: str, latency_model=None) -> tuple[Callable, Callable[[float, float], float], float]:
     """(unit -> value, how values combine, the per-network constant) for `metric`."""
-    if metric == "latency_ms":
-        if latency_model is None:
-            raise ValueError("minimum_achievable: latency_ms needs a latency model (nas latency build)")
-        return latency_model.unit_cost, lambda a, b: a + b, latency_model.calibration.intercept
-    if metric == "params":
-        return _params, lambda a, b: a + b, 0.0
-    if metric == "macs":
-        return lambda u: float(_count(u).macs), lambda a, b: a + b, 0.0
-    if metric == "peak_activation_mb":
-        return lambda u: _count(u).peak_activation_bytes / 2 ** 20, max, 0.0
-    raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(METRICS)}")
+    if metric not in UNIT_METRICS:
+        raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(METRICS)}")
+    return UNIT_METRICS[metric](latency_model)
 
 
 # --- the minimum over a space ----------------------------------------------------------------------

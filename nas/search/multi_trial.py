@@ -5,9 +5,8 @@ validation accuracy after each one. At the rungs (epochs 1, 2, 4, ... below the 
 accuracy falls below the top 1/eta of the candidates already seen at that rung is stopped: the ASHA rule.
 
 Why the rule lives here and not in an Optuna pruner: the search is multi-objective (accuracy vs latency),
-and Optuna's `Trial.report` / `Trial.should_prune` and with them every `optuna.pruners` pruner support
-single-objective studies only (`should_prune` raises NotImplementedError when the study has several
-directions). So the in-process executor applies the rule itself (`SuccessiveHalving`, the same cut-off as
+and Optuna's `Trial.report` / `Trial.should_prune`, and with them every `optuna.pruners` pruner, support
+single-objective studies only (both raise NotImplementedError when the study has several directions). So the in-process executor applies the rule itself (`SuccessiveHalving`, the same cut-off as
 Ray Tune's `ASHAScheduler`, which the Ray executor uses) and ends a weak trial with `optuna.TrialPruned`,
 which Optuna records as PRUNED in study.db whatever the number of objectives.
 """
@@ -55,7 +54,7 @@ class SuccessiveHalving:
                 self.scores = json.load(f)
 
     def keep(self, key: str, epoch: int, score: float) -> bool:
-        """Record `key`'s `score` at `epoch`; False when it is below the rung's cut-off (a NaN score never continues)."""
+        """Record `key`'s `score` at `epoch`; False when it is below the rung's cut-off (NaN never continues)."""
         if epoch not in self.rungs:
             return True
         # a candidate scored again (rerun after an interruption) is compared with the others, recorded anew
@@ -69,7 +68,10 @@ class SuccessiveHalving:
 
 def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, float], bool] | None = None,
                     run_dir: str | None = None) -> float:
-    """Train `arch` from scratch for `epochs`; `on_epoch(epoch, val_acc)` returning False stops early."""
+    """Train `arch` from scratch for `epochs` (seeded by spec.seed, so a candidate scores the same in any process);
+    `on_epoch(epoch, val_acc)` returning False stops early."""
+    import torch
+
     from nas.data import make_loaders
     from nas.train import TrainConfig, train_model
     from search_spaces import build_model
@@ -85,7 +87,8 @@ def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, fl
         if on_epoch is not None and not on_epoch(int(record["epoch"]), last["acc"]):
             raise Stop
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
         try:
             train_model(build_model(arch), loaders, TrainConfig.from_spec(spec, epochs=epochs), run_dir or tmp,
                         resume=False, progress=False, on_epoch_end=epoch_end)

@@ -28,8 +28,8 @@ from nas.io import atomic_write_text
 
 from .objectives import ArchEvaluator, objective_values
 from .optuna_search import completed_cache, counts_as_done, make_sampler, open_study, set_constraints, suggest_arch
+from .stages import QUALITY
 
-QUALITY = ("accuracy", "miou", "pixel_accuracy")
 DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
 _HOOKS: dict[str, Callable] = {}  # study storage URL -> the driver's on_trial(trial, arch, metrics); never pickled
 _WORKER: dict[str, Any] = {}  # per Ray actor process: the run's loaders (and supernet), loaded once
@@ -173,18 +173,27 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def init_ray(ray_section) -> bool:
-    """Join `search.ray.address`, or start a local runtime sized for the concurrent trials; True if started here."""
+def connect(ray_section) -> None:
+    """Join `search.ray.address`, or start a local runtime sized for the concurrent trials (once per process);
+    a local runtime that cannot hold one trial's resources is an error here, before any training."""
     import ray
 
-    if ray.is_initialized():
-        return False
+    from nas.schema import SpecError
+
+    if not ray.is_initialized():
+        if ray_section.address:
+            ray.init(address=ray_section.address, log_to_driver=False)
+        else:
+            cpus = max(1, math.ceil(ray_section.max_concurrent * ray_section.cpus_per_trial))
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     if ray_section.address:
-        ray.init(address=ray_section.address, log_to_driver=False)
-    else:
-        cpus = max(1, math.ceil(ray_section.max_concurrent * ray_section.cpus_per_trial))
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    return True
+        return  # a cluster may autoscale: Tune waits for the resources
+    have = ray.cluster_resources()
+    for key, name in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
+        need = float(getattr(ray_section, name))
+        if need > have.get(key, 0.0):
+            raise SpecError(f"search.ray.{name}: {need:g} per trial, but the local Ray runtime has "
+                            f"{have.get(key, 0.0):g} {key}s; lower it, or join a cluster with search.ray.address")
 
 
 def segments(root: str) -> list[str]:
@@ -208,11 +217,12 @@ def finished_count(study: optuna.Study) -> int:
 
 
 def _close_segment(path: str, grid, num_samples: int | None, timed: bool, study: optuna.Study) -> None:
-    """Mark a Tune experiment done when all its trials ended (an interrupted one is restored on resume instead);
-    trials the study still holds as RUNNING then belong to no Ray trial (stopped by the time budget): FAIL."""
+    """Mark a Tune experiment done when all its trials ended; trials the study still holds as RUNNING then
+    belong to no Ray trial (stopped by the time budget): FAIL. An interrupted one (Ctrl-C, which Tune turns
+    into an early return) raises KeyboardInterrupt, as the in-process search does, and is restored on resume."""
     ended = grid.num_terminated + grid.num_errors == len(grid)
     if not ended or (num_samples is not None and len(grid) < num_samples and not timed):
-        return
+        raise KeyboardInterrupt(f"Ray Tune experiment {path} interrupted")
     atomic_write_text(os.path.join(path, DONE_MARK), "")
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -220,7 +230,6 @@ def _close_segment(path: str, grid, num_samples: int | None, timed: bool, study:
 
 def run_ray_search(run, evaluator: ArchEvaluator, on_trial: Callable | None = None) -> optuna.Study:
     """Run the search's trials on Ray Tune until the study holds `search.trials` finished ones; resumable."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -231,7 +240,7 @@ def run_ray_search(run, evaluator: ArchEvaluator, on_trial: Callable | None = No
 
     spec, rs = run.spec, run.spec.search.ray
     multi = spec.search.mode == "multi_trial"
-    started = init_ray(rs)
+    connect(rs)
     study = open_study(run.dir, spec.name, run.directions, make_sampler(spec.search.sampler, spec.seed,
                                                                         spec.search.population))
     storage_url = f"sqlite:///{os.path.abspath(run.path('study.db'))}"
@@ -270,6 +279,4 @@ def run_ray_search(run, evaluator: ArchEvaluator, on_trial: Callable | None = No
             _close_segment(os.path.join(root, name), tuner.fit(), todo, timed, study)
     finally:
         _HOOKS.pop(storage_url, None)
-        if started:
-            ray.shutdown()
     return optuna.load_study(study_name=spec.name, storage=storage_url)

@@ -150,6 +150,10 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
     from .optuna_search import completed_cache, make_objective, make_sampler, open_study, run_study
 
     spec = run.spec
+    if spec.search.executor == "ray":
+        from .ray_search import connect
+
+        connect(spec.search.ray)  # before any training: a runtime that cannot hold one trial fails here
     if spec.search.mode == "one_shot":
         supernet = trained_supernet(run)
         score = one_shot_scorer(run, supernet)

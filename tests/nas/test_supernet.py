@@ -126,3 +126,24 @@ def test_sandwich_sampler_trains_largest_smallest_and_one_random(tiny):
     assert paths[0] == tiny.largest() and paths[1] == tiny.smallest() and len(paths) == 3
     with pytest.raises(ValueError, match="valid: uniform, fair, sandwich"):
         make_sampler("greedy", tiny)
+
+
+def test_training_one_path_equals_training_its_extracted_subnet(tiny):
+    """Plain SGD on one path moves exactly the slices its subnet would move (gradients reach the shared tensors
+    through the cached views, also after load_state_dict(assign=True) replaced them)."""
+    torch.manual_seed(0)
+    supernet = Supernet(tiny).train()
+    arch = tiny.sample(random.Random(5))
+    subnet = supernet.extract(arch).train()
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    for step in range(3):
+        if step == 2:
+            supernet.load_state_dict({k: v.clone() for k, v in supernet.state_dict().items()}, assign=True)
+        for net, args in ((supernet, (x, arch)), (subnet, (x,))):
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(*args), y).backward()
+            opt.step()
+    trained = supernet.extract(arch)
+    for (name, a), b in zip(subnet.state_dict().items(), trained.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name

@@ -20,6 +20,8 @@ def test_build_then_validate_a_space(tiny_path, tmp_path, capsys):
     assert main(["latency", "validate", tiny_path, *args, "--n", "3"]) == 0
     text = capsys.readouterr().out
     assert "MAPE" in text and "MACs linear proxy" in text and "3 networks" in text
+    assert main(["latency", "validate", tiny_path, *args, "--n", "2", "--repeat"]) == 0
+    assert "re-measurement" in capsys.readouterr().out
     files = os.listdir(out)
     assert any(f.endswith(".png") for f in files) and any(f.endswith(".html") for f in files)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nas.latency.predictor import (Calibration, LatencyModel, arch_point, fit_calibration, fit_from_points,
-                                   measure_archs, space_signature)
+                                   measure_archs, reference_arch, space_signature)
 from nas.latency.table import LatencyTable, MissingEntriesError
 from nas.latency.units import arch_units, space_units
 
@@ -53,7 +53,7 @@ def test_calibration_reduces_the_error_on_held_out_networks(tiny, tmp_path):
     model = LatencyModel.for_space(table, tiny)
     used = {p["arch"] for p in cal.points}
     held = [a for a in (tiny.sample(100 + i) for i in range(30)) if a.to_string() not in used][:6]
-    measured = np.array(measure_archs(held, table))
+    measured = np.array(measure_archs(held, table, reference=reference_arch(tiny)))
     calibrated = np.mean([abs(model.predict(a) / m - 1) for a, m in zip(held, measured)])
     naive = np.mean([abs(model.raw(a) / m - 1) for a, m in zip(held, measured)])
     assert calibrated < naive or calibrated < 0.10, (calibrated, naive, cal.form)
@@ -66,3 +66,11 @@ def test_arch_point_sums_by_family(tiny, fast, fake_clock):
     p = arch_point(arch, table, 1.0)
     assert sum(p["family_ms"].values()) == pytest.approx(LatencyModel(table).raw(arch))
     assert p["n_units"] == len(arch_units(arch)) and p["macs"] > 0
+
+
+def test_fidelity_figures():
+    from nas.latency.validate import fidelity
+
+    f = fidelity([1.0, 2.08, 2.76, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert f["n"] == 4 and f["within_5"] == 0.75 and f["within_10"] == 1.0 and f["kendall_tau"] == 1.0
+    assert f["mape"] == pytest.approx(100 * (0.04 + 0.08) / 4)

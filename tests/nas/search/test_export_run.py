@@ -100,6 +100,9 @@ def test_bad_trial_and_bad_folder_are_one_line(run_dir, tmp_path, capsys):
     assert err == (f"nas export: error: {tmp_path}: not a search run folder (no spec.yaml, study.db; a run written "
                    f"by `nas search` holds spec.yaml, study.db, supernet/, summary.json)\n")
 
+    assert main(["export", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == (f"nas export: error: {tmp_path}/missing does not exist (expected a search run "
+                                       f"folder or an Arch YAML file)\n")
     assert main(["export", "resnet18", "--trial", "3"]) == 2
     assert capsys.readouterr().err.strip() == "nas export: error: --trial: needs a search run folder; resnet18 is not a folder"
     assert main(["export", "resnet18"]) == 2

@@ -95,3 +95,15 @@ def test_multi_trial_search_prunes_with_successive_halving(tiny_spec):
     assert all(r["on_front"] == "False" for r in rows if r["state"] == "PRUNED")
     assert any(r["on_front"] == "True" for r in rows)
     assert os.path.exists(os.path.join(run_dir, "best", "model.py"))
+
+
+def test_a_diverging_candidate_fails_and_the_search_goes_on(tiny_spec):
+    tiny_spec["search"].update({"mode": "multi_trial", "trial_epochs": 1, "trials": 2})
+    tiny_spec["supernet"].update({"lr": 1e12, "grad_clip": 0})
+    tiny_spec["tracking"]["wandb"]["enabled"] = False
+    summary = SearchRun(load_spec(tiny_spec)).run()
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_spec['run_dir']}/study.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert all("accuracy" not in t.user_attrs["metrics"] for t in study.trials)  # scored: NaN, not stored
+    assert summary["trials"] == 2 and summary["complete"] == 0 and "best" not in summary

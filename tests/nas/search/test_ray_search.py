@@ -1,9 +1,10 @@
 """The Ray Tune executor on a local 2-CPU Ray: one-shot search, resume (new segment, then Tuner.restore after
-the driver was killed), and multi-trial search with ASHA."""
+Ctrl-C in the driver), and multi-trial search with ASHA."""
 import csv
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ from nas.config import load_spec
 from nas.search.constraints import Constraint
 from nas.search.objectives import ArchEvaluator
 from nas.search.optuna_search import counts_as_done
-from nas.search.ray_search import _HOOKS, DONE_MARK, ArchSpace, StudySearch, restorable, segments
+from nas.schema import SpecError
+from nas.search.ray_search import _HOOKS, DONE_MARK, ArchSpace, StudySearch, connect, restorable, segments
 from nas.search.runner import SearchRun
 from nas.tracking import find_offline_runs, read_offline_run
 from tiny_space import TINY_SPACE
@@ -45,23 +47,31 @@ def _study(run_dir):
 
 
 def _finished(run_dir):
-    """Trial number -> (arch, values) of the finished trials; empty until the driver has created the study."""
+    """Trial number -> (arch, values) of the finished trials (counts_as_done)."""
+    return {t.number: (t.user_attrs["arch"], t.values) for t in _study(run_dir).trials if counts_as_done(t)}
+
+
+def _complete_now(run_dir) -> int:
+    """COMPLETE trials in study.db, read-only, while another process may still be creating it."""
+    path = os.path.join(run_dir, "study.db")
+    if not os.path.exists(path):
+        return 0
     try:
-        trials = _study(run_dir).trials
-    except KeyError:  # no study of that name yet
-        return {}
-    return {t.number: (t.user_attrs["arch"], t.values) for t in trials if counts_as_done(t)}
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # no table yet, or locked
+        return 0
 
 
-def _kill_when(proc, done, timeout=240.0):
-    """SIGKILL the driver's process group once `done()` holds (the run must not have ended by itself)."""
+def _signal_when(proc, sig, done, timeout=240.0) -> str:
+    """Send `sig` to the driver once `done()` holds (the run must not have ended by itself); its stderr."""
     t0 = time.time()
     while not done():
-        assert proc.poll() is None, f"the driver ended before it could be killed:\n{proc.stderr.read()}"
+        assert proc.poll() is None, f"the driver ended before it could be stopped:\n{proc.stderr.read()}"
         assert time.time() - t0 < timeout, "the driver made no progress"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    return proc.communicate(timeout=timeout)[1]
 
 
 def test_study_search_records_each_outcome_in_the_study(tmp_path):
@@ -116,9 +126,18 @@ def test_study_search_records_each_outcome_in_the_study(tmp_path):
         _HOOKS.pop(url, None)
 
 
-def test_one_shot_search_on_ray_killed_then_resumed(tiny_spec, ray_address, monkeypatch):
-    """A driver that joined this Ray by address is killed mid-search; the resume continues its Tune experiment
-    with Tuner.restore, then runs the trials added to the budget in a new one; nothing finished runs again."""
+def test_a_trial_the_local_runtime_cannot_hold_is_refused(ray_address):
+    assert connect(load_spec({"search": {"ray": {"cpus_per_trial": 1, "gpus_per_trial": 0}}}).search.ray) is None
+    with pytest.raises(SpecError, match=r"^search.ray.gpus_per_trial: 0.5 per trial, but the local Ray runtime "
+                                        r"has 0 GPUs; lower it, or join a cluster with search.ray.address$"):
+        connect(load_spec({"search": {"ray": {"gpus_per_trial": 0.5}}}).search.ray)
+    with pytest.raises(SpecError, match=r"^search.ray.cpus_per_trial: 3 per trial, but the local Ray runtime has 2 "):
+        connect(load_spec({"search": {"ray": {"cpus_per_trial": 3}}}).search.ray)
+
+
+def test_one_shot_search_on_ray_interrupted_then_resumed(tiny_spec, ray_address, monkeypatch):
+    """A driver that joined this Ray by address is stopped by Ctrl-C mid-search; the resume continues its Tune
+    experiment with Tuner.restore, then runs the trials added to the budget in a new one; nothing runs twice."""
     run_dir = tiny_spec["run_dir"]
     tiny_spec["constraints"] = {"params": 5000}
     tiny_spec["tracking"]["wandb"]["enabled"] = False
@@ -131,9 +150,10 @@ def test_one_shot_search_on_ray_killed_then_resumed(tiny_spec, ray_address, monk
     proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", spec_path, "--quiet"], env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = os.path.join(run_dir, "ray", "tune-0")
-    _kill_when(proc, lambda: len(_finished(run_dir)) >= 1 and restorable(first))
-    killed = _finished(run_dir)
-    assert 1 <= len(killed) < 4 and restorable(first)
+    err = _signal_when(proc, signal.SIGINT, lambda: _complete_now(run_dir) >= 1 and restorable(first))
+    assert proc.returncode == 130 and "interrupted; the run folder is resumable with --resume" in err, err
+    stopped = _finished(run_dir)
+    assert 1 <= len(stopped) < 4 and restorable(first)
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     tiny_spec["search"]["trials"] = 6
@@ -145,7 +165,7 @@ def test_one_shot_search_on_ray_killed_then_resumed(tiny_spec, ray_address, monk
     assert segments(ray_dir) == [first, os.path.join(ray_dir, "tune-1")]
     assert all(os.path.exists(os.path.join(p, DONE_MARK)) for p in segments(ray_dir))
     after = _finished(run_dir)
-    assert len(after) == 6 and all(after[n] == killed[n] for n in killed)
+    assert len(after) == 6 and all(after[n] == stopped[n] for n in stopped)
 
     study = _study(run_dir)
     assert not study.get_trials(states=(State.RUNNING,))
@@ -167,7 +187,7 @@ def test_one_shot_search_on_ray_killed_then_resumed(tiny_spec, ray_address, monk
         assert (r["on_front"] == "True") == (r["feasible"] == "True" and not dominated)
     # wandb: a hypervolume point per trial this driver finished, and the table of all trials
     wb = read_offline_run(find_offline_runs(run_dir)[0])
-    assert len([h for h in wb["history"] if "hypervolume" in h]) == 6 - len(killed)
+    assert len([h for h in wb["history"] if "hypervolume" in h]) == 6 - len(stopped)
     assert len(wb["tables"]["trials"]["data"]) == summary["trials"]
 
 
@@ -187,6 +207,8 @@ def test_multi_trial_search_on_ray_with_asha(tiny_spec, ray_address):
             assert t.values is None and m["pruned_at_epoch"] in (1, 2)
         else:
             assert t.values == [m["accuracy"], m["latency_ms"]] and "pruned_at_epoch" not in m
+    # trials 0 and 1 start first and learn; a candidate still at chance level at epoch 2 falls below them
+    assert any(t.state == State.PRUNED for t in study.trials), "ASHA stopped no trial"
     rows = _rows(run_dir)
     assert len(rows) == 6 and summary["complete"] == sum(t.state == State.COMPLETE for t in study.trials)
     assert all(r["on_front"] == "False" for r in rows if r["state"] == "PRUNED")
