@@ -14,7 +14,7 @@ from .residual import plain_conv
         kernel_hparam((3, 5, 7), doc="depthwise kernel"),
         HParam("expand", 6, (1, 3, 4, 6), elastic=True, short="e", doc="expansion ratio (float allowed)"),
         HParam("hidden", 0, short="h", doc="expanded channels; 0 = round(c_in * expand), as MobileNetV2"),
-        HParam("se", 0.0, (0.0, 0.25), short="se", doc="squeeze-excite ratio; 0 = no SE"),
+        HParam("se", 0.0, (0.0, 0.25), elastic=True, short="se", doc="squeeze-excite ratio; 0 = no SE"),
         HParam("se_base", "hidden", ("hidden", "input"),
                doc="SE width: hidden = make_divisible(int(hidden*se), 8) (MobileNetV3); "
                    "input = max(1, int(c_in*se)) (EfficientNet)"),
