@@ -33,7 +33,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=8, help="input height = width (digits are 8x8 natively; default 8)")
     p.add_argument("--archs", type=int, default=12, help="architectures compared (default: 12)")
     p.add_argument("--supernet-epochs", type=int, default=20, help="supernet training epochs (default: 20)")
-    p.add_argument("--epochs", type=int, default=5, help="from-scratch training epochs per arch (default: 5)")
+    p.add_argument("--epochs", type=int, default=3, help="from-scratch training epochs per arch (default: 3)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--sampler", default="fair", choices=("uniform", "fair", "sandwich"))
