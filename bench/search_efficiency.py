@@ -57,7 +57,8 @@ def prepare(work: str, epochs: int, input_size: int, bn_batches: int):
     latency_model = run.latency_model()
     t1 = time.perf_counter()
     supernet = run.supernet().eval()
-    return run, latency_model, supernet, {"latency_s": t1 - t0, "supernet_s": time.perf_counter() - t1, "reused": reused}
+    setup = {"latency_s": t1 - t0, "supernet_s": time.perf_counter() - t1, "reused": reused}
+    return run, latency_model, supernet, setup
 
 
 class TimedEvaluator(ArchEvaluator):
@@ -154,7 +155,13 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budgets = sorted(args.budgets)
     t_start = time.perf_counter()
-    run, latency_model, supernet, setup = prepare(args.work, args.epochs, args.input_size, args.bn_batches)
+    try:
+        run, latency_model, supernet, setup = prepare(args.work, args.epochs, args.input_size, args.bn_batches)
+    except RuntimeError as e:  # load_state_dict: the supernet's layout changed since WORK was built
+        if "state_dict" not in str(e):
+            raise
+        raise SystemExit(f"{args.work}: its supernet checkpoint does not fit the current Supernet (the code changed "
+                         f"since it was trained); delete the folder to rebuild it") from None
     cache_file = os.path.join(args.work, "metrics.json")
     cache = json.load(open(cache_file)) if os.path.exists(cache_file) else {}
     cached_before = len(cache)
@@ -220,7 +227,8 @@ def main() -> int:
         argv = " ".join(sys.argv[1:])
         head = [
             "", "## search efficiency (bench/search_efficiency.py)", "",
-            f"{datetime.date.today().isoformat()}, {cpu_model()} (lscpu \"Model name\"; 2 vCPUs shared with other jobs), "
+            f"{datetime.date.today().isoformat()}, {cpu_model()} (lscpu \"Model name\"; "
+            f"2 vCPUs shared with other jobs), "
             f"1 thread, torch {torch.__version__}, optuna {optuna.__version__}.",
             f"`.venv/bin/python bench/search_efficiency.py{' ' + argv if argv else ''}`: the `mobile` space on digits "
             f"({args.input_size}x{args.input_size}), one supernet ({args.epochs} epochs, fair sampling, quickstart spec) and one latency table "

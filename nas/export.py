@@ -330,7 +330,14 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
     checkpoint = Path(run_dir, "supernet", CHECKPOINT)
     if checkpoint.is_file():
         space = load_space(spec, arch.in_channels, arch.input_size, arch.num_classes)
-        model = load_trained_supernet(space, str(run_dir)).extract(arch).eval()
+        try:
+            model = load_trained_supernet(space, str(run_dir)).extract(arch).eval()
+        except RuntimeError as e:  # load_state_dict: the supernet's layout changed since the run trained it
+            if "state_dict" not in str(e):
+                raise
+            raise ValueError(f"{checkpoint} does not fit the supernet of space '{space.name}' as the code builds "
+                             f"it now (the code changed since the run); export the arch without weights: "
+                             f"nas export {out / 'arch.yaml'} --out model.py") from None
         weights = save_weights(model, out / "weights.pt")
         written.append(weights)
     elif spec.search.mode == "one_shot":

@@ -2,13 +2,18 @@
 
 The encoder is `nas.supernet.Supernet` over the same positions (the space seen as a classification
 space: its classifier is built but never used). The STN in front of the stem is one shared module.
-The decoder's parts are shared per decision, as SPOS shares per layer position: per `channels`
-choice one set of laterals (built for the widest pyramid the encoder can produce) and one classifier;
-per (context, channels), (fusion, channels) and (upsample, channels) one module. So each part trains
-on every path that picks it, not only on paths with the same whole decoder. A path runs a template
-`SegDecoder` for its own level widths whose tensors are leading slices of those shared modules (only
-the laterals' input channels differ). `extract(arch)` is `SegNet(arch)` with those slices copied in:
-in eval mode it computes what `forward(x, arch)` computes.
+The decoder's parts are shared per decision, as the encoder's candidates are per position: one set
+of laterals and one classifier, one module per context, per fusion and per upsampling op, each built
+at the largest `channels` choice (and the laterals for the widest pyramid the encoder can produce);
+a smaller `channels` takes leading slices (elastic width, as Once-for-All). So each part trains on
+every path that picks it: with one module per whole decoder combination the supernet stayed at the
+background-only optimum on synthetic shapes (loss ~0.6 after 12 epochs), with per-channels parts it
+learnt slowly, and with these it learns (see the report). Slicing a layer that reads a concatenation
+(ASPP's and RFB's fuse, the concat fusion) takes leading input channels, which at a smaller width do
+not line up with the same branches: the weights are still shared consistently, so `extract` is exact.
+A path runs a template `SegDecoder` for its own widths whose tensors are slices of the shared modules.
+`extract(arch)` is `SegNet(arch)` with those slices copied in: in eval mode it computes what
+`forward(x, arch)` computes.
 """
 from __future__ import annotations
 
@@ -49,12 +54,10 @@ def _tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     yield from module.named_buffers()
 
 
-def part_keys(dec: Decoder) -> dict[str, str]:
+def part_keys(dec: Decoder) -> dict[str, str | None]:
     """The ModuleDict key of each shared decoder part a decoder choice uses (context / fuse: None for none / sum)."""
-    c = f"c{dec.channels}"
-    return {"laterals": c, "context": None if dec.context == "none" else f"{dec.context}-{c}",
-            "fuse": None if dec.fusion == "sum" else f"{dec.fusion}-{c}", "upsample": f"{dec.upsample}-{c}",
-            "classifier": c}
+    return {"laterals": "all", "context": None if dec.context == "none" else dec.context,
+            "fuse": None if dec.fusion == "sum" else dec.fusion, "upsample": dec.upsample, "classifier": "all"}
 
 
 class _Slices:
@@ -96,8 +99,8 @@ class SegSupernet(nn.Module):
         widest = dataclasses.replace(self.pyramid, channels=self._widest_levels())
         self.laterals, self.contexts, self.fuses = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
         self.upsamples, self.classifiers = nn.ModuleDict(), nn.ModuleDict()
-        for up, ctx, fuse, ch in itertools.product(dec.upsample, dec.context, dec.fusion, dec.channels):
-            d = Decoder(space.num_classes, ch, up, ctx, fuse, False)
+        for up, ctx, fuse in itertools.product(dec.upsample, dec.context, dec.fusion):
+            d = Decoder(space.num_classes, max(dec.channels), up, ctx, fuse, False)
             recipe, keys = decoder_recipe(d, widest, space.input_size), part_keys(d)
             parts = {"laterals": lambda: nn.ModuleList(build_call(c) for c in recipe["laterals"]),
                      "context": lambda: build_call(recipe["context"]), "fuse": lambda: build_call(recipe["fuse"]),

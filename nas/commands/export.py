@@ -32,7 +32,8 @@ examples:
 def register(sub) -> None:
     p = sub.add_parser("export", help="write an architecture as a standalone PyTorch file (and ONNX)",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("arch", metavar="ARCH|RUN_DIR", help="Arch YAML file, preset name, arch string, or a search run folder")
+    p.add_argument("arch", metavar="ARCH|RUN_DIR",
+                   help="Arch YAML file, preset name, arch string, or a search run folder")
     p.add_argument("--weights", metavar="W.pt", help="state dict of the framework model (torch.save'd)")
     p.add_argument("--trial", type=int, metavar="N", help="with RUN_DIR: the trial to export (default: the chosen one)")
     p.add_argument("--out", metavar="model.py|DIR",
@@ -65,7 +66,8 @@ def run_folder(args) -> int:
     if args.weights:
         raise ValueError(f"--weights: not used with a run folder ({args.arch}); the weights come from its supernet")
     if args.out and Path(args.out).suffix == ".py":
-        raise ValueError(f"--out {args.out}: with a run folder --out is a folder (model.py, weights.pt, arch.yaml go in it)")
+        raise ValueError(f"--out {args.out}: with a run folder --out is a folder "
+                         f"(model.py, weights.pt, arch.yaml go in it)")
     trial, metrics, written = export_run(args.arch, args.trial, args.out, onnx=args.onnx)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"trial {trial}" + (f": {shown}" if shown else ""))

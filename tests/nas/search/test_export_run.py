@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -104,6 +105,22 @@ def test_bad_trial_and_bad_folder_are_one_line(run_dir, tmp_path, capsys):
     assert capsys.readouterr().err == (f"nas export: error: {tmp_path}/missing does not exist (expected a search run "
                                        f"folder or an Arch YAML file)\n")
     assert main(["export", "resnet18", "--trial", "3"]) == 2
-    assert capsys.readouterr().err.strip() == "nas export: error: --trial: needs a search run folder; resnet18 is not a folder"
+    err = capsys.readouterr().err.strip()
+    assert err == "nas export: error: --trial: needs a search run folder; resnet18 is not a folder"
     assert main(["export", "resnet18"]) == 2
     assert "--out: required when exporting an architecture" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_supernet_layout_is_one_line(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    ck_path = copy / "supernet" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    first = next(iter(ck["model"]))
+    ck["model"]["renamed." + first] = ck["model"].pop(first)  # as if the code now named a tensor differently
+    torch.save(ck, ck_path)
+    assert main(["export", str(copy), "--trial", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nas export: error: {ck_path} does not fit the supernet of space "
+                                                    f"'tiny' as the code builds it now")
+    assert err.endswith(f"nas export {copy}/trials/1/arch.yaml --out model.py\n")
