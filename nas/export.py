@@ -30,7 +30,7 @@ from search_spaces.builder import build_model, layer_out_channels
 from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .opsource import OpSource
 
-RESERVED = ("Net", "WEIGHTS", "load_net", "os", "sys")  # names the generated file defines besides the ops
+RESERVED = ("Net", "SegDecoder", "WEIGHTS", "load_net", "os", "sys")  # names the generated file defines besides the ops
 
 
 def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
@@ -138,6 +138,15 @@ def classification_code(arch: Arch, src: OpSource) -> str:
 
 # task -> writer(arch, src) returning the source of `class Net(nn.Module)`; ops it names go through src.name
 MODEL_WRITERS: dict[str, Callable[[Arch, OpSource], str]] = {"classification": classification_code}
+
+
+def _register_segmentation() -> None:
+    from .seg_export import segmentation_code
+
+    MODEL_WRITERS["segmentation"] = segmentation_code
+
+
+_register_segmentation()
 
 
 def generate_code(arch: Arch, weights_file: str | None = None) -> str:

@@ -28,7 +28,7 @@ from torch.func import functional_call
 
 from ops import build_op
 from search_spaces.arch import Arch, Classifier, Decoder
-from search_spaces.schema import ClassifierSpec
+from search_spaces.schema import DECODER_FIELDS, ClassifierSpec
 from search_spaces.segmentation import SegDecoder, SegNet, build_call, build_decoder, decoder_recipe, pyramid
 
 from .supernet import Supernet, SupernetError
@@ -161,8 +161,11 @@ class SegSupernet(nn.Module):
         if (pyr.indices, pyr.strides) != (self.pyramid.indices, self.pyramid.strides):
             raise SupernetError(f"seg supernet: arch pyramid {pyr.strides} (stages {pyr.indices}) differs from the "
                                 f"space's {self.pyramid.strides} (stages {self.pyramid.indices})")
-        if arch.decoder.stn and self.stn is None:
-            raise SupernetError(f"seg supernet: stn=True is not a choice of space '{self.space.name}'")
+        dec = self.space.spec.decoder
+        for f in DECODER_FIELDS:
+            if getattr(arch.decoder, f) not in getattr(dec, f):
+                raise SupernetError(f"seg supernet: decoder.{f}={getattr(arch.decoder, f)!r} is not a choice of space "
+                                    f"'{self.space.name}'; choices: {', '.join(map(str, getattr(dec, f)))}")
         return pyr
 
     def _decoder_slices(self, arch: Arch) -> _Slices:

@@ -43,10 +43,10 @@ def train_config(run, epochs: int | None = None):
 
 def trained_supernet(run):
     """The run's supernet, trained for spec.supernet.epochs (resuming a partial training)."""
-    from nas.supernet import Supernet
+    from nas.seg_supernet import supernet_for
     from nas.train import train_supernet
 
-    supernet = Supernet(run.space)
+    supernet = supernet_for(run.space)
     say(run, f"supernet: {sum(p.numel() for p in supernet.parameters()) / 1e6:.2f} M shared parameters, "
              f"{run.spec.supernet.epochs} epochs on {run.spec.data.name}")
     train_supernet(supernet, loaders(run), train_config(run), run.path("supernet"), resume=True,
@@ -58,20 +58,28 @@ def load_trained_supernet(space, run_dir: str):
     """The supernet with the weights of the run's last checkpoint (for Ray workers)."""
     import torch
 
-    from nas.supernet import Supernet
+    from nas.seg_supernet import supernet_for
     from nas.train import CHECKPOINT
 
-    supernet = Supernet(space)
+    supernet = supernet_for(space)
     ck = torch.load(os.path.join(run_dir, "supernet", CHECKPOINT), map_location="cpu", weights_only=True)
     supernet.load_state_dict(ck["model"])
     return supernet.eval()
 
 
 def one_shot_scorer(run, supernet):
-    """Accuracy of a path with inherited weights, BN recalibrated on training batches, on the val split."""
+    """Accuracy (mIoU for segmentation) of a path with inherited weights, BN recalibrated, on the val split."""
     from nas.evaluate import score_arch
 
     train_loader, val_loader, _ = loaders(run)
+    if run.space.task == "segmentation":
+        from nas.segmentation import score_seg_arch
+
+        def score_seg(arch) -> dict[str, float]:
+            out = score_seg_arch(supernet, arch, train_loader, val_loader, run.spec.search.bn_batches)
+            return {"miou": float(out["miou"]), "pixel_accuracy": float(out["pixel_accuracy"])}
+
+        return score_seg
 
     def score(arch) -> dict[str, float]:
         return {"accuracy": float(score_arch(supernet, arch, train_loader, val_loader, run.spec.search.bn_batches))}

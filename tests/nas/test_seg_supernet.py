@@ -75,6 +75,7 @@ def test_extracted_paths_equal_the_supernet(space, supernet):
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     archs = varied_archs(space)
     assert {a.decoder.fusion for a in archs} == set(FUSIONS) and {a.decoder.stn for a in archs} == {True, False}
+    assert {a.decoder.channels for a in archs} == {32, 64}  # 32 is a leading slice of the 64-wide parts
     for arch in archs:
         model = supernet.extract(arch).eval()
         assert isinstance(model, SegNet)
@@ -86,16 +87,17 @@ def test_extracted_paths_equal_the_supernet(space, supernet):
 
 
 def test_one_path_updates_only_its_shared_weights(space, supernet):
-    arch = varied_archs(space, 4)[3]  # upsample transposed, context rfb, fusion concat
+    arch = varied_archs(space, 4)[3]  # upsample transposed, context rfb, fusion concat, 32 channels
     supernet.train().zero_grad(set_to_none=True)
     supernet(torch.randn(2, 3, SIZE, SIZE), arch).logsumexp(1).mean().backward()
     keys = part_keys(arch.decoder)
-    lateral = supernet.laterals[keys["laterals"]][0][0].weight  # max-size: the widest finest level
-    used = pyramid(arch).channels[0]
-    assert lateral.grad is not None and lateral.grad[:, :used].abs().sum() > 0
-    assert lateral.grad[:, used:].abs().sum() == 0  # channels this path does not have
+    lateral = supernet.laterals[keys["laterals"]][0][0].weight  # max-size: widest finest level, 64 channels
+    used, width = pyramid(arch).channels[0], arch.decoder.channels
+    assert lateral.grad is not None and lateral.grad[:width, :used].abs().sum() > 0
+    assert lateral.grad[:, used:].abs().sum() == 0 and lateral.grad[width:].abs().sum() == 0  # not on this path
+    assert supernet.classifiers[keys["classifier"]].weight.grad is not None
     for store, key in ((supernet.contexts, keys["context"]), (supernet.fuses, keys["fuse"]),
-                       (supernet.upsamples, keys["upsample"]), (supernet.classifiers, keys["classifier"])):
+                       (supernet.upsamples, keys["upsample"])):
         assert len(store) > 1 and key in store
         for k, module in store.items():
             grads = [p.grad for p in module.parameters()]
@@ -106,7 +108,8 @@ def test_one_path_updates_only_its_shared_weights(space, supernet):
 
 def test_foreign_paths_are_refused(space, supernet):
     arch = varied_archs(space, 1)[0]
-    with pytest.raises(SupernetError, match="decoder laterals 'c48' is not a choice of space 'dense_prediction'"):
+    with pytest.raises(SupernetError, match=r"decoder.channels=48 is not a choice of space 'dense_prediction'; "
+                                            r"choices: 32, 64"):
         supernet(torch.randn(1, 3, SIZE, SIZE), arch.replace(decoder=Decoder(3, channels=48)))
     with pytest.raises(SupernetError, match="has no decoder"):
         SegSupernet(EncoderSpace(space))  # the same positions seen as a classification space
