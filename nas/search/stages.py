@@ -262,7 +262,10 @@ def export_best(run, arch, supernet, row) -> None:
     atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())
     weights = None
     if supernet is not None:
-        model = supernet.extract(arch).eval()
+        from nas.evaluate import recalibrate_bn
+
+        # the statistics the trial was scored with: BN re-estimated for this path, as in one_shot_scorer
+        model = recalibrate_bn(supernet.extract(arch), loaders(run)[0], run.spec.search.bn_batches)
         weights = os.path.join(best, "weights.pt")
         save_weights(model, weights)
     write_code(arch, os.path.join(best, "model.py"), weights=weights)
