@@ -45,15 +45,6 @@ for i, (code, weights, x, y) in enumerate(CASES):
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one thread is faster, and far faster on a machine whose cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def spaces():
     return {name: search_spaces.load(name) for name in search_spaces.shipped_spaces()}

@@ -24,14 +24,6 @@ from search_spaces.segmentation import CONTEXTS, FUSIONS, UPSAMPLES, SegNet, pyr
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def space():
     return search_spaces.load("dense_prediction", input_size=SIZE)

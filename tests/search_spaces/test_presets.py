@@ -11,15 +11,6 @@ from search_spaces.presets import load_preset, preset_names
 TORCHVISION = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "resnet18", "resnext50_32x4d"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches: one thread is faster, and far faster on a machine whose cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def macs(model, size, channels=3):
     """Multiply-accumulates of one forward at batch 1 (FlopCounterMode's FLOPs / 2), and the output."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -10,14 +10,6 @@ from search_spaces.segmentation import (CONTEXTS, FUSIONS, UPSAMPLES, SegNet, as
                                         upsample_steps)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_arch(decoder: Decoder, strides=(2, 2, 2, 2), widths=(8, 12, 16, 20), size=32) -> Arch:
     ops = [("mbconv", {"kernel": 3, "expand": 3}), ("dw_separable", {"kernel": 3}), ("conv", {"kernel": 3}),
            ("basic_residual", {})]

@@ -21,14 +21,6 @@ classifier: {}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_path(tmp_path):
     path = tmp_path / "tiny.yaml"
