@@ -1,10 +1,10 @@
 """Benchmark: a supernet training step on a sampled path against the extracted subnet trained standalone.
 
-For each of N random paths of a space, the supernet (`forward(x, arch)`: sliced shared weights via
-functional_call) and `extract(arch)` (a plain module) each take a full SGD step (forward, backward,
-optimizer step) on the same batch. Steps are interleaved (the order alternating between rounds) so
-that bursts of load on a shared machine hit both alike; per path the ratio of median step times is
-taken, and the median over paths printed (goal <= 1.10 on CPU).
+For each of N random paths of a space, the supernet (`forward(x, arch)`: cached templates holding
+slices of the shared max-size tensors) and `extract(arch)` (a plain module) each take a full SGD step
+(forward, backward, optimizer step, as nas.train takes it) on the same batch. Steps are interleaved
+(the order alternating between rounds) so that bursts of load on a shared machine hit both alike; per
+path the ratio of median step times is taken, and the median over paths printed (goal <= 1.10 on CPU).
 
 A second part measures the peak resident memory of a process that trains the all_ops supernet on
 digits (32x32, batch 64, the spec defaults) for a few steps, its largest path included (goal < 3 GB).
