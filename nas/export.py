@@ -319,6 +319,17 @@ def chosen_trial(run_dir: str | os.PathLike) -> int:
     return int(best["trial"])
 
 
+def recalibrated_path(spec, supernet, arch):
+    """`supernet.extract(arch)` with BN statistics re-estimated as the search scored it (same batches)."""
+    from nas.data import load_dataset, make_loaders
+    from nas.evaluate import recalibrate_bn
+
+    splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
+                          download=False)
+    train = make_loaders(splits, spec.data.batch_size, seed=spec.seed)[0]
+    return recalibrate_bn(supernet.extract(arch), train, spec.search.bn_batches)
+
+
 def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
                onnx: bool = False) -> tuple[int, dict, list[Path]]:
     """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
@@ -340,7 +351,7 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
     if checkpoint.is_file():
         space = load_space(spec, arch.in_channels, arch.input_size, arch.num_classes)
         try:
-            model = load_trained_supernet(space, str(run_dir)).extract(arch).eval()
+            model = recalibrated_path(spec, load_trained_supernet(space, str(run_dir)), arch)
         except RuntimeError as e:  # load_state_dict: the supernet's layout changed since the run trained it
             if "state_dict" not in str(e):
                 raise

@@ -262,10 +262,9 @@ def export_best(run, arch, supernet, row) -> None:
     atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())
     weights = None
     if supernet is not None:
-        from nas.evaluate import recalibrate_bn
+        from nas.export import recalibrated_path
 
-        # the statistics the trial was scored with: BN re-estimated for this path, as in one_shot_scorer
-        model = recalibrate_bn(supernet.extract(arch), loaders(run)[0], run.spec.search.bn_batches)
+        model = recalibrated_path(run.spec, supernet, arch)  # BN statistics as the trial was scored with
         weights = os.path.join(best, "weights.pt")
         save_weights(model, weights)
     write_code(arch, os.path.join(best, "model.py"), weights=weights)
