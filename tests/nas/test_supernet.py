@@ -19,7 +19,6 @@ def tiny(tmp_path_factory):
 def test_extract_equals_supernet_path(name):
     """20 random paths per shipped classification space: extract(arch) in eval mode == supernet(x, arch)."""
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     space = search_spaces.load(name, input_size=16)
     supernet = Supernet(space)
     rng = random.Random(0)

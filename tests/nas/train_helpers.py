@@ -1,5 +1,4 @@
 """A small space and spec for the supernet training tests (digits at 8x8: steps take milliseconds)."""
-import torch
 
 SPACE = """
 name: train_tiny
@@ -25,7 +24,6 @@ def space_file(folder):
 
 def spec_dict(folder, distributed=None, **supernet) -> dict:
     """A spec training the tiny space's supernet on digits (8x8) into `folder/run`."""
-    torch.set_num_threads(1)
     return {"distributed": distributed or {}, "name": "train_tiny", "seed": 0, "run_dir": str(folder / "run"),
             "data": {"name": "digits", "input_size": 8, "batch_size": 64},
             "space": {"name": space_file(folder)},
