@@ -22,14 +22,14 @@ def supernet_dir(spec) -> str:
     return os.path.join(spec.out_dir, "supernet")
 
 
-def load_space(spec, splits):
-    """The spec's space, adapted to the dataset (input channels, size, classes) unless the spec overrides them."""
+def load_space(spec, shape):
+    """The spec's space, adapted to `shape`'s in_channels, input_size and num_classes (a dataset's `Splits` or an
+    `Arch`) where the spec's `space.overrides` leave them unset."""
     import search_spaces
 
     overrides = dict(spec.space.overrides)
-    overrides.setdefault("in_channels", splits.in_channels)
-    overrides.setdefault("input_size", splits.input_size)
-    overrides.setdefault("num_classes", splits.num_classes)
+    for key in ("in_channels", "input_size", "num_classes"):
+        overrides.setdefault(key, getattr(shape, key))
     return search_spaces.load(spec.space.name, **overrides)
 
 
@@ -41,26 +41,29 @@ def check_batch(batch_size: int, world: int) -> None:
 
 
 def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, progress: bool = True,
-                    on_epoch_end: Callable[[dict, str], None] | None = None) -> dict[str, Any]:
-    """Train the spec's supernet (one worker of a distributed run, or the only one); returns history + checkpoint."""
+                    on_epoch_end: Callable[[dict, str], None] | None = None, splits=None) -> dict[str, Any]:
+    """Train the spec's supernet (one worker of a distributed run, or the only one); returns the trained supernet,
+    its history and checkpoint path. `splits`: the spec's dataset when the caller has it loaded already."""
     from .data import load_dataset, make_loaders
-    from .supernet import Supernet
+    from .seg_supernet import supernet_for
 
     ctx = init_distributed()
     cfg = TrainConfig.from_spec(spec)
     check_batch(cfg.batch_size, ctx.world)
     run_dir = run_dir or supernet_dir(spec)
-    splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
-                          download=spec.data.download)
+    if splits is None:
+        splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
+                              download=spec.data.download)
     space = load_space(spec, splits)
     torch.manual_seed(spec.seed)
-    supernet = Supernet(space)
+    supernet = supernet_for(space)
     broadcast_state(supernet)
     loaders = make_loaders(splits, cfg.batch_size // ctx.world, seed=spec.seed, distributed=ctx.world > 1,
                            num_workers=spec.data.num_workers)
     history = train_supernet(supernet, loaders, cfg, run_dir, resume=resume, progress=progress,
                              on_epoch_end=on_epoch_end)
-    return {"history": history, "checkpoint": os.path.join(run_dir, CHECKPOINT), "world_size": ctx.world}
+    return {"supernet": supernet, "history": history, "checkpoint": os.path.join(run_dir, CHECKPOINT),
+            "world_size": ctx.world}
 
 
 # --- torch's elastic launcher ----------------------------------------------------------------------------------------
@@ -70,7 +73,9 @@ def _ddp_worker(spec_dict: dict, run_dir: str, resume: bool, progress: bool, thr
 
     torch.set_num_threads(threads)
     try:
-        return train_from_spec(load_spec(spec_dict), run_dir, resume, progress)
+        result = train_from_spec(load_spec(spec_dict), run_dir, resume, progress)
+        result.pop("supernet")  # the launcher returns what the worker returns, pickled: weights are in the checkpoint
+        return result
     finally:
         import torch.distributed as dist
 
@@ -186,13 +191,14 @@ def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = Fal
             "world_size": num_workers}
 
 
-def train_supernet_from_spec(spec, resume: bool = False, progress: bool = True, nproc: int | None = None
-                             ) -> dict[str, Any]:
-    """Dispatch on `spec.distributed.backend` (none | ddp | ray); `nproc` > 1 forces DDP with that many processes."""
+def train_supernet_from_spec(spec, resume: bool = False, progress: bool = True, nproc: int | None = None,
+                             splits=None) -> dict[str, Any]:
+    """Dispatch on `spec.distributed.backend` (none | ddp | ray); `nproc` > 1 forces DDP with that many processes.
+    The result holds the trained `supernet` when it was trained in this process (else load its checkpoint)."""
     d = spec.distributed
     n = nproc if nproc is not None else (d.nproc if d.backend == "ddp" else 1)
     if n > 1:
         return launch_ddp(spec, n, resume, progress)
     if d.backend == "ray" and nproc is None:
         return launch_ray(spec, d.num_workers, d.use_gpu, resume, progress, address=spec.search.ray.address)
-    return train_from_spec(spec, resume=resume, progress=progress)
+    return train_from_spec(spec, resume=resume, progress=progress, splits=splits)

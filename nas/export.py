@@ -334,7 +334,7 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
                onnx: bool = False) -> tuple[int, dict, list[Path]]:
     """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
     in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); weights extracted from the run's supernet."""
-    from nas.search.runner import load_space
+    from nas.distributed import load_space
     from nas.search.stages import load_trained_supernet
     from nas.train import CHECKPOINT
 
@@ -349,7 +349,7 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
     model, weights = None, None
     checkpoint = Path(run_dir, "supernet", CHECKPOINT)
     if checkpoint.is_file():
-        space = load_space(spec, arch.in_channels, arch.input_size, arch.num_classes)
+        space = load_space(spec, arch)
         try:
             model = recalibrated_path(spec, load_trained_supernet(space, str(run_dir)), arch)
         except RuntimeError as e:  # load_state_dict: the supernet's layout changed since the run trained it

@@ -165,6 +165,19 @@ def broadcast_state(model: nn.Module) -> None:
 
 # --- optimisation pieces ---------------------------------------------------------------------------------------------
 
+@torch.no_grad()
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Put the 4-D parameters and buffers of `model` in channels_last, in place; other ranks stay as they are.
+
+    `Module.to(memory_format=channels_last)` raises on any 5-D tensor (conv3d weights), so it cannot be used
+    on a network that holds a 3-D convolution among 2-D ones.
+    """
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.dim() == 4:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum) or AdamW; weight decay on weight matrices and kernels only, not on norms and biases."""
     decay, no_decay = [], []
@@ -249,7 +262,7 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
             model.use_sync_bn(True)
     model.to(device)
     if cfg.channels_last and cuda:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     if isinstance(loaders, (tuple, list)):
         train_loader, val_loader = loaders[0], (loaders[1] if len(loaders) > 1 else None)
     else:

@@ -53,7 +53,9 @@ class SearchRun:
         atomic_write_text(spec_path, text)
 
     def _load_space(self):
-        return load_space(self.spec, self.splits.in_channels, self.splits.input_size, self.splits.num_classes)
+        from nas.distributed import load_space
+
+        return load_space(self.spec, self.splits)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
@@ -103,17 +105,6 @@ class SearchRun:
         return stages.search_and_report(self, latency_model, constraints, t0)
 
 
-def load_space(spec: Spec, in_channels: int, input_size: int, num_classes: int):
-    """The spec's search space, the data's shape filling what `space.overrides` leaves unset."""
-    import search_spaces
-
-    overrides = dict(spec.space.overrides)
-    overrides.setdefault("in_channels", in_channels)
-    overrides.setdefault("input_size", input_size)
-    overrides.setdefault("num_classes", num_classes)
-    return search_spaces.load(spec.space.name, **overrides)
-
-
 def _first_difference(old: Any, new: Any, ignore: set[str], prefix: str = "") -> str | None:
     if prefix.rstrip(".") in ignore:
         return None
@@ -134,4 +125,4 @@ def save_summary(run: SearchRun, summary: dict[str, Any]) -> None:
     atomic_write_json(run.path("summary.json"), summary)
 
 
-__all__ = ["SearchRun", "load_space", "save_summary", "to_dict"]
+__all__ = ["SearchRun", "save_summary", "to_dict"]

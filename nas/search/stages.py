@@ -42,16 +42,29 @@ def train_config(run, epochs: int | None = None):
 
 
 def trained_supernet(run):
-    """The run's supernet, trained for spec.supernet.epochs (resuming a partial training)."""
-    from nas.seg_supernet import supernet_for
-    from nas.train import train_supernet
+    """The run's supernet, trained for spec.supernet.epochs (resuming a partial training) in this process, in N
+    DDP processes or on Ray Train, as `spec.distributed` says."""
+    from nas.distributed import train_supernet_from_spec
 
-    supernet = supernet_for(run.space)
-    say(run, f"supernet: {sum(p.numel() for p in supernet.parameters()) / 1e6:.2f} M shared parameters, "
-             f"{run.spec.supernet.epochs} epochs on {run.spec.data.name}")
-    train_supernet(supernet, loaders(run), train_config(run), run.path("supernet"), resume=True,
-                   progress=run.progress is not False)
+    d = run.spec.distributed
+    if d.backend != "none" and trained_epochs(run.dir) >= run.spec.supernet.epochs:
+        return load_trained_supernet(run.space, run.dir)  # no processes or workers to start for nothing
+    where = {"none": "", "ddp": f" in {d.nproc} DDP processes", "ray": f" on {d.num_workers} Ray Train workers"}
+    say(run, f"supernet: {run.spec.supernet.epochs} epochs on {run.spec.data.name}{where[d.backend]}")
+    result = train_supernet_from_spec(run.spec, resume=True, progress=run.progress is not False, splits=run.splits)
+    supernet = result["supernet"] if "supernet" in result else load_trained_supernet(run.space, run.dir)
+    say(run, f"supernet: {sum(p.numel() for p in supernet.parameters()) / 1e6:.2f} M shared parameters trained")
     return supernet
+
+
+def trained_epochs(run_dir: str) -> int:
+    """Epochs in the run's supernet checkpoint (0 when there is none)."""
+    import torch
+
+    from nas.train import CHECKPOINT
+
+    path = os.path.join(run_dir, "supernet", CHECKPOINT)
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"] if os.path.exists(path) else 0
 
 
 def load_trained_supernet(space, run_dir: str):

@@ -98,3 +98,23 @@ def test_cli_trains_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["train", str(spec), "--quiet"]) == 2
     assert "already holds a supernet checkpoint; pass --resume" in capsys.readouterr().err
     assert main(["train", str(spec), "--quiet", "--resume"]) == 0  # finished: nothing left to train
+
+
+def test_channels_last_leaves_conv3d_weights_alone():
+    """`Module.to(memory_format=channels_last)` raises on a conv3d weight; `to_channels_last` converts the rest."""
+    from ops import build_op
+    from nas.train import to_channels_last
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(build_op("conv", 3, 8, stride=1), build_op("conv3d", 8, 8, stride=1))
+    x = torch.randn(2, 3, 8, 8)
+    before = model.eval()(x)
+    with pytest.raises(RuntimeError):
+        torch.nn.Sequential(torch.nn.Conv3d(1, 1, 3)).to(memory_format=torch.channels_last)
+    to_channels_last(model)
+    dims = {p.dim() for p in model.parameters()}
+    assert 5 in dims and 4 in dims
+    for p in model.parameters():
+        if p.dim() == 4:
+            assert p.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), before, atol=1e-5)

@@ -12,8 +12,9 @@ import torch
 
 from nas.cli import main
 from nas.config import load_spec
+from nas.distributed import load_space
 from nas.export import recalibrated_path
-from nas.search.runner import SearchRun, load_space
+from nas.search.runner import SearchRun
 from nas.search.stages import load_trained_supernet
 from search_spaces.arch import Arch
 
@@ -50,7 +51,7 @@ def test_export_trial_matches_supernet_path_and_runs_standalone(run_dir, capsys)
     arch = Arch.from_string(trial.user_attrs["arch"])
     assert Arch.from_yaml(open(os.path.join(out, "arch.yaml")).read()) == arch
     spec = load_spec(os.path.join(run_dir, "spec.yaml"))
-    space = load_space(spec, arch.in_channels, arch.input_size, arch.num_classes)
+    space = load_space(spec, arch)
     reference = recalibrated_path(spec, load_trained_supernet(space, run_dir), arch)  # BN as the trial was scored
     net = _import(os.path.join(out, "model.py"), f"trial_{trial.number}").load_net()
     x = torch.randn(8, arch.in_channels, arch.input_size, arch.input_size)

@@ -93,3 +93,19 @@ def test_print_spec_shows_defaults_and_overrides(capsys):
     assert main(["search", "experiments/quickstart.yaml", "--print-spec", "--set", "search.trials=7"]) == 0
     out = capsys.readouterr().out
     assert "trials: 7" in out and "sampler: nsga2" in out and "calibration_archs: 12" in out
+
+
+def test_search_trains_its_supernet_with_ddp(tiny_spec):
+    """`distributed: {backend: ddp, nproc: 2}` trains the search's supernet in 2 gloo processes; the trials then
+    score paths of the weights those processes saved."""
+    tiny_spec["distributed"] = {"backend": "ddp", "nproc": 2}
+    tiny_spec["search"]["trials"] = 3
+    run = SearchRun(load_spec(tiny_spec))
+    supernet = run.supernet()
+    with open(run.path("search.log")) as f:
+        assert "in 2 DDP processes" in f.read()
+    saved = torch.load(run.path("supernet", "checkpoint.pt"), weights_only=True)
+    assert saved["epoch"] == 2 and saved["step"] == 2 * (1257 // 128)
+    for k, v in supernet.state_dict().items():
+        assert torch.equal(v, saved["model"][k]), k
+    assert run.run()["complete"] == 3
