@@ -27,10 +27,6 @@ import torch
 import torchvision
 from tqdm import tqdm
 
-# run as a script, this file's folder heads sys.path; put the repository root there instead
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
 
 
 def parse_args(argv=None):

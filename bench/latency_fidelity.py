@@ -21,9 +21,6 @@ import subprocess
 import sys
 import time
 
-# run as a script, bench/ is sys.path[0] and its ops.py would shadow the `ops` package
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import torch  # noqa: E402
 

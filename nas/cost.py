@@ -271,7 +271,7 @@ def count_arch(arch) -> Cost:
     return count(build_model(arch), (1, arch.in_channels, arch.input_size, arch.input_size))
 
 
-# --- single ops, as `nas ops` and bench/ops.py show them ---------------------------------------
+# --- single ops, as `nas ops` and bench/op_costs.py show them ---------------------------------------
 
 def op_example(name: str, c_in: int, c_out: int, size: int, stride: int = 1, batch: int = 1,
                **hparams: Any) -> tuple[nn.Module, Any]:

@@ -26,7 +26,7 @@ examples:
   nas ops --no-cost                        names, families and hparams only (no building)
 
 MACs count multiply-accumulates of convolutions, matmuls and sampling (FLOPs = 2 x MACs); see
-nas/cost.py for what is and is not counted, and bench/ops.py for why MACs do not predict latency."""
+nas/cost.py for what is and is not counted, and bench/op_costs.py for why MACs do not predict latency."""
 
 
 # kept literal so that `nas --help` need not import torch; run() checks it against ops.registry.FAMILIES

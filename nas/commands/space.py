@@ -10,8 +10,9 @@ import yaml
 DESCRIPTION = """\
 list: the shipped search spaces (search_spaces/*.yaml) with their decision count and size.
 show: one space (a shipped name or a YAML path): every decision with its choices, the number of
-architectures (as 10^x), and its smallest and largest architecture by parameters with their
-parameters and MACs (nas/cost.py, batch 1 at the space's input size).
+architectures (as 10^x), the parameters of its weight-sharing supernet (what supernet training
+holds in memory), and its smallest and largest architecture by parameters with their parameters
+and MACs (nas/cost.py, batch 1 at the space's input size).
 
 The smallest / largest architecture is found greedily, decision by decision: each takes the choice
 that minimises (maximises) the parameter count with all others fixed, repeated until nothing
@@ -84,6 +85,16 @@ def _cost_line(space, arch) -> str:
         return f"params {space.params(arch):,} (encoder only; cannot build: {reason})"
 
 
+def supernet_line(space) -> str:
+    """The supernet's shared parameters and their float32 size, beside the largest subnet's."""
+    from nas.seg_supernet import supernet_for
+
+    shared = sum(p.numel() for p in supernet_for(space).parameters())
+    largest = space.params(space.largest())
+    return (f"supernet: {format(shared, ',')} shared parameters ({shared * 4 / 2**20:.1f} MiB in float32), "
+            f"{shared / max(largest, 1):.1f}x the largest architecture's")
+
+
 def run_show(args) -> int:
     import search_spaces
 
@@ -104,6 +115,7 @@ def run_show(args) -> int:
     print(f"\nsize: {size_text(space.size())}")
     if args.no_cost:
         return 0
+    print(supernet_line(space))
     for label, arch in (("smallest", space.smallest()), ("largest", space.largest())):
         print(f"\n{label} by parameters: {_cost_line(space, arch)}")
         print(f"  {arch.to_string()}")

@@ -2,6 +2,7 @@
 import math
 
 import search_spaces
+from nas.supernet import Supernet
 from nas.cli import main
 
 
@@ -28,6 +29,9 @@ def test_show_prints_decisions_size_and_extremes(capsys):
     small = next(l for l in out.splitlines() if l.startswith("smallest by parameters:"))
     assert "params" in small and "MACs" in small
     assert space.smallest().to_string() in out and space.largest().to_string() in out
+    shared = sum(p.numel() for p in Supernet(space).parameters())
+    assert f"supernet: {shared:,} shared parameters" in out
+    assert shared > space.params(space.largest())  # different op types keep their own weights
 
 
 def test_show_with_overrides_and_no_cost(capsys):

@@ -39,6 +39,26 @@ def _write_cifar(root, n_per_batch=6):
             pickle.dump(batch, f)
 
 
+def test_digits_distorted_keeps_the_split_and_labels_and_is_seeded():
+    plain = load_dataset("digits", input_size=16, seed=3)
+    hard = load_dataset("digits_distorted", input_size=16, seed=3, copies=2)
+    for p, h in ((plain.train, hard.train), (plain.val, hard.val), (plain.test, hard.test)):
+        labels = torch.stack([p[i][1] for i in range(len(p))])
+        assert torch.equal(h.tensors[1], labels.repeat(2))  # each split holds copies of its own source images
+        assert h.tensors[0].shape == (2 * len(p), 1, 16, 16)
+    x_plain = torch.stack([plain.train[i][0] for i in range(len(plain.train))])
+    x_hard = hard.train.tensors[0]
+    assert (x_hard[: len(x_plain)] - x_plain).abs().mean() > 0.2  # distorted, not the same images
+    assert not torch.equal(x_hard[: len(x_plain)], x_hard[len(x_plain):])  # two different distortions per image
+    assert torch.equal(load_dataset("digits_distorted", input_size=16, seed=3, copies=2).val.tensors[0], hard.val.tensors[0])
+    # without noise the distortion only moves the digit: the background stays at -1 and values stay in range
+    clean = load_dataset("digits_distorted", input_size=16, seed=3, copies=1, noise=0).train.tensors[0]
+    assert clean.min() >= -1 - 1e-5 and clean.max() <= 1 + 1e-5
+    assert (clean[:, :, 0, :] < -0.9).float().mean() > 0.5  # the top row: mostly background
+    with pytest.raises(DataError, match="copies >= 1"):
+        load_dataset("digits_distorted", copies=0)
+
+
 def test_cifar_from_a_tiny_local_folder(tmp_path):
     _write_cifar(tmp_path)
     s = load_dataset("cifar10", root=str(tmp_path), input_size=32)

@@ -9,8 +9,8 @@ few; the fastest sample ("min ms") is shown too, as the figure least disturbed b
 above 1 the op is slower than its MAC count suggests. The rank correlations at the end say how
 well MACs, memory traffic and parameter count order the ops by latency (1 = perfectly).
 
-    .venv/bin/python bench/ops.py                     # defaults: 64 channels, 56x56, 30 rounds
-    .venv/bin/python bench/ops.py --ops conv,mbconv,deform_conv --repeats 50 --markdown
+    .venv/bin/python bench/op_costs.py                     # defaults: 64 channels, 56x56, 30 rounds
+    .venv/bin/python bench/op_costs.py --ops conv,mbconv,deform_conv --repeats 50 --markdown
 """
 from __future__ import annotations
 
@@ -25,10 +25,6 @@ import time
 
 import torch
 
-# run as a script, this file's folder heads sys.path and this file would shadow the `ops` package
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
 sys.modules.pop("ops", None) if getattr(sys.modules.get("ops"), "__file__", "") == os.path.abspath(__file__) else None
 
 
