@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from .latency.profile import ProfileFields
 from .schema import SpecError, from_dict, to_dict
 
 METRICS = ("accuracy", "miou", "pixel_accuracy", "latency_ms", "params", "macs", "peak_activation_mb")
@@ -61,17 +62,11 @@ class DistributedSection:
     use_gpu: bool = False
 
 
-@dataclass
-class HardwareSection:
-    """The device profile latency is measured on (see nas.latency.profile)."""
+@dataclass(frozen=True)
+class HardwareSection(ProfileFields):
+    """The device profile latency is measured on (its fields, checked when the latency stage builds the
+    `DeviceProfile`: see nas.latency.profile), and the table and calibration that go with it."""
 
-    kind: Literal["cpu", "cuda", "onnxruntime-cpu"] = "cpu"
-    threads: int = 1
-    batch: int = 1
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    channels_last: bool = False
-    warmup: int = 10
-    repeats: int = 60
     calibration_archs: int = 16
     table: Optional[str] = None  # a prebuilt latency table JSON; default: built in the run folder
     allow_foreign: bool = False
@@ -215,13 +210,10 @@ def load_spec(source: str | dict | None = None, overrides: list[str] = ()) -> Sp
     else:
         if not os.path.isfile(source):
             raise SpecError(f"spec file '{source}' does not exist; try experiments/quickstart.yaml")
+        from search_spaces.loader import parse_yaml
+
         with open(source) as f:
-            try:
-                raw = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-                raise SpecError(f"{source}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+            raw = parse_yaml(f, source, SpecError) or {}
         if not isinstance(raw, dict):
             raise SpecError(f"{source}: a spec is a mapping of sections (name, data, space, search, ...)")
     raw = _normalise(raw)

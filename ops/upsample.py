@@ -11,8 +11,9 @@ from .registry import ACT, NORM, HParam, op_error, register_op
 UPSAMPLE = HParam("upsample", 2, (2, 4), short="u", doc="integer scale factor of H and W")
 
 
-def check_upsample(op, stride, upsample):
-    """Raise unless stride == 1 and `upsample` is an integer >= 2."""
+def check_upsample(op, stride, upsample, kernel=None, norm="bn", act="relu"):
+    """The checks every upsampling op shares: `check_common`'s, then stride == 1 and an integer `upsample` >= 2."""
+    check_common(op, 1, kernel, norm, act)
     if stride != 1:
         raise op_error(op, f"stride={stride}", "is not supported (an upsampling op scales by `upsample`)",
                        "stride=1")
@@ -40,8 +41,7 @@ class Transposed(nn.Module):
     """
 
     def __init__(self, c_in, c_out, stride=1, kernel=4, upsample=2, norm="bn", act="relu"):
-        check_common("transposed", 1, None, norm, act)
-        check_upsample("transposed", stride, upsample)
+        check_upsample("transposed", stride, upsample, norm=norm, act=act)
         check_int("transposed", "kernel", kernel)
         super().__init__()
         self.padding, self.output_padding = transposed_padding(kernel, upsample)
@@ -60,8 +60,7 @@ class BilinearConv(nn.Module):
     """Bilinear resize by `upsample` (align_corners=False), then a k x k Conv -> Norm -> Act."""
 
     def __init__(self, c_in, c_out, stride=1, kernel=3, upsample=2, norm="bn", act="relu"):
-        check_common("bilinear_conv", 1, kernel, norm, act)
-        check_upsample("bilinear_conv", stride, upsample)
+        check_upsample("bilinear_conv", stride, upsample, kernel, norm, act)
         super().__init__()
         self.conv = ConvNormAct(c_in, c_out, kernel, norm=norm, act=act, op="bilinear_conv")
         self.c_in, self.c_out, self.stride, self.kernel, self.upsample = c_in, c_out, stride, kernel, upsample
@@ -75,8 +74,7 @@ class PixelShuffle(nn.Module):
     """Sub-pixel convolution (ESPCN): k x k conv to c_out*r^2 channels, PixelShuffle(r), then norm + act."""
 
     def __init__(self, c_in, c_out, stride=1, kernel=3, upsample=2, norm="bn", act="relu"):
-        check_common("pixel_shuffle", 1, kernel, norm, act)
-        check_upsample("pixel_shuffle", stride, upsample)
+        check_upsample("pixel_shuffle", stride, upsample, kernel, norm, act)
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out * upsample * upsample, kernel, 1, (kernel - 1) // 2, bias=norm == "none")
         self.shuffle = nn.PixelShuffle(upsample)

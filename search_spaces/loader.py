@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from importlib import resources
@@ -10,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .schema import SpaceError, parse_space
+from .schema import SpaceError, did_you_mean, parse_space
 from .space import SearchSpace
 
 # short override names for the keys a dataset decides
@@ -24,6 +23,16 @@ def shipped_spaces() -> list[str]:
     return sorted(f.name[:-5] for f in files.iterdir() if f.name.endswith(".yaml"))
 
 
+def parse_yaml(stream, source: str, error: type[Exception] = SpaceError) -> Any:
+    """`yaml.safe_load(stream)`; a syntax error raises `error` as one line naming `source` and the line and column."""
+    try:
+        return yaml.safe_load(stream)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise error(f"{source}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
 def read_yaml(name_or_path: str) -> tuple[dict, str]:
     """The raw mapping of a space file, and the name it goes by (the file's stem)."""
     path = str(name_or_path)
@@ -32,16 +41,9 @@ def read_yaml(name_or_path: str) -> tuple[dict, str]:
     elif path in shipped_spaces():
         text, name = resources.files(__package__).joinpath(f"{path}.yaml").read_text(), path
     else:
-        close = difflib.get_close_matches(path, shipped_spaces(), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise SpaceError(f"space '{path}': no such file and no shipped space of that name; {hint}"
-                         f"shipped: {', '.join(shipped_spaces())}")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpaceError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        raise SpaceError(f"space '{path}': no such file and no shipped space of that name; "
+                         f"{did_you_mean(path, shipped_spaces())}shipped: {', '.join(shipped_spaces())}")
+    raw = parse_yaml(text, path)
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: a space file is a mapping (name, input, stem, stages, head, classifier)")
     return raw, name

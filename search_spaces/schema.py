@@ -133,14 +133,18 @@ class SpaceSpec:
 
 # --- small checks ---------------------------------------------------------------------------------
 
+def did_you_mean(word: Any, allowed, template: str = "did you mean '{}'? ") -> str:
+    """The closest of `allowed` to `word` (difflib) as a hint in `template`; "" when none is close."""
+    close = difflib.get_close_matches(str(word), allowed, n=1)
+    return template.format(close[0]) if close else ""
+
+
 def _keys(d: Any, allowed: tuple[str, ...], path: str) -> dict:
     if not isinstance(d, dict):
         raise SpaceError(f"{path}: expected a mapping with keys {', '.join(allowed)}, got {d!r}")
     for k in d:
         if k not in allowed:
-            close = difflib.get_close_matches(str(k), allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise SpaceError(f"{path}.{k}: unknown key; {hint}valid keys: {', '.join(allowed)}")
+            raise SpaceError(f"{path}.{k}: unknown key; {did_you_mean(k, allowed)}valid keys: {', '.join(allowed)}")
     return d
 
 
@@ -170,8 +174,7 @@ def _names(v: Any, path: str, allowed: tuple[str, ...], what: str) -> tuple[str,
     vals = _choices(v, path, what)
     for x in vals:
         if x not in allowed:
-            close = difflib.get_close_matches(str(x), allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(x, allowed, " (did you mean '{}'?)")
             raise SpaceError(f"{path}: {x!r} is not allowed{hint}; valid: {', '.join(allowed)}")
     return vals
 
@@ -233,9 +236,8 @@ def expand_op(name: Any, raw: Any, path: str) -> list[Variant]:
     choices: list[tuple[str, tuple]] = []
     for k, v in raw.items():
         if k not in names:
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise SpaceError(f"{path}.{k}: op '{name}' has no hparam '{k}'; {hint}valid: {', '.join(names) or 'none'}")
+            raise SpaceError(f"{path}.{k}: op '{name}' has no hparam '{k}'; {did_you_mean(k, names)}"
+                             f"valid: {', '.join(names) or 'none'}")
         choices.append((k, _hparam_values(str(name), spec.hparam(k), v, f"{path}.{k}")))
     shorts = {h.name: h.short for h in spec.hparams}
     variants = []

@@ -12,12 +12,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
-class DeviceProfile:
-    """Where latency is measured: the runtime (`kind`), threads, batch, dtype, memory format, and how often.
-
-    `warmup` and `repeats` say how carefully it is measured, not what is measured, so they are not part
-    of `key()`: a table measured with more repeats serves the same profile.
-    """
+class ProfileFields:
+    """The fields of a device profile, unchecked: shared by `DeviceProfile` and the spec's `hardware:` section."""
 
     kind: Literal["cpu", "cuda", "onnxruntime-cpu"] = "cpu"
     threads: int = 1
@@ -26,6 +22,15 @@ class DeviceProfile:
     channels_last: bool = False
     warmup: int = 10
     repeats: int = 60
+
+
+@dataclass(frozen=True)
+class DeviceProfile(ProfileFields):
+    """Where latency is measured: the runtime (`kind`), threads, batch, dtype, memory format, and how often.
+
+    `warmup` and `repeats` say how carefully it is measured, not what is measured, so they are not part
+    of `key()`: a table measured with more repeats serves the same profile.
+    """
 
     def validate(self, path: str = "hardware") -> None:
         from nas.schema import SpecError

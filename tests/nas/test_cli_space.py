@@ -31,7 +31,7 @@ def test_show_prints_decisions_size_and_extremes(capsys):
     assert space.smallest().to_string() in out and space.largest().to_string() in out
     shared = sum(p.numel() for p in Supernet(space).parameters())
     assert f"supernet: {shared:,} shared parameters" in out
-    assert shared > space.params(space.largest())  # different op types keep their own weights
+    assert shared >= space.params(space.largest())  # mobile: one elastic MBConv weight per position holds them all
 
 
 def test_show_with_overrides_and_no_cost(capsys):

@@ -5,6 +5,7 @@ import pytest
 
 import search_spaces
 from search_spaces import SpaceError
+from search_spaces.schema import did_you_mean
 
 BASE = {"name": "base", "input": {"channels": 3, "size": 16}, "num_classes": 4,
         "stem": [{"op": "conv", "c_out": 16}],
@@ -105,3 +106,11 @@ def test_invalid_yaml_file_names_the_line(tmp_path):
     path.write_text("stages:\n  - {depth: [1, 2\n")
     with pytest.raises(SpaceError, match=r"broken.yaml: not valid YAML \(line \d+, column \d+\)"):
         search_spaces.load(str(path))
+
+
+def test_did_you_mean_names_the_closest_or_nothing():
+    assert did_you_mean("stagess", ("name", "stages")) == "did you mean 'stages'? "
+    assert did_you_mean("blinear", ("bilinear_conv", "transposed"), " ({}?)") == " (bilinear_conv?)"
+    assert did_you_mean("zzz", ("name", "stages")) == ""
+    with pytest.raises(SpaceError, match=r"^space.zzz: unknown key; valid keys: "):
+        search_spaces.load(edit(["zzz"], 1))
