@@ -108,16 +108,21 @@ def classifier_code(clf: Classifier, c_in: int, indent: int) -> str:
     return _block(items, indent)
 
 
-def classification_code(arch: Arch, src: OpSource) -> str:
-    """`class Net(nn.Module)` with the attributes and forward of search_spaces.builder.Net."""
+def encoder_code(arch: Arch, src: OpSource) -> tuple[str, str, str, int]:
+    """The code of the stem, the stages and the head (attributes of Net, at 8 spaces), and the channels out."""
     stem, c = sequence_code(src, arch.stem, arch.in_channels, 8)
     stages = []
     for stage in arch.stages:
         code, c = sequence_code(src, stage, c, 12)
         stages.append(code)
     head, c = sequence_code(src, arch.head, c, 8)
+    return stem, _block(stages, 8, [f"stage {i + 1}" for i in range(len(stages))]), head, c
+
+
+def classification_code(arch: Arch, src: OpSource) -> str:
+    """`class Net(nn.Module)` with the attributes and forward of search_spaces.builder.Net."""
+    stem, stage_block, head, c = encoder_code(arch, src)
     clf = classifier_code(arch.classifier or Classifier(10), c, 8)
-    stage_block = _block(stages, 8, [f"stage {i + 1}" for i in range(len(stages))])
     return f'''class Net(nn.Module):
     """{arch.task.capitalize()} network: stem, stages, head, classifier."""
 

@@ -12,7 +12,7 @@ import inspect
 from search_spaces.arch import Arch
 from search_spaces.segmentation import SegDecoder, SegNet, decoder_recipe, pyramid
 
-from .export import _block, op_call, sequence_code
+from .export import _block, encoder_code, op_call
 from .opsource import OpSource
 
 RESERVED = ("SegDecoder",)  # the class this writer defines besides Net
@@ -38,13 +38,7 @@ def segmentation_code(arch: Arch, src: OpSource) -> str:
     """`class SegDecoder` and `class Net(nn.Module)` with the attributes and forward of SegNet."""
     pyr = pyramid(arch)
     stn = _call(src, ("stn", arch.in_channels, arch.in_channels, {}) if arch.decoder.stn else None)
-    stem, c = sequence_code(src, arch.stem, arch.in_channels, 8)
-    stages = []
-    for stage in arch.stages:
-        code, c = sequence_code(src, stage, c, 12)
-        stages.append(code)
-    head, c = sequence_code(src, arch.head, c, 8)
-    stage_block = _block(stages, 8, [f"stage {i + 1}" for i in range(len(stages))])
+    stem, stage_block, head, _ = encoder_code(arch, src)
     methods = "\n".join(inspect.getsource(m) for m in (SegNet.forward_features, SegNet.forward))
     return f'''{inspect.getsource(SegDecoder).rstrip()}
 

@@ -197,13 +197,10 @@ class SegSupernet(nn.Module):
             x = self.stn(x)
         ends = {f"stages.{k}.{len(s) - 1}.": k for k, s in enumerate(arch.stages)}
         taps = [None] * len(arch.stages)
-        for prefix, binding in self.encoder._path(self.encoder_arch(arch)):  # hook wanted: Supernet.layers(arch)
+        for prefix, layer in self.encoder.layers(self.encoder_arch(arch)):
             if prefix == "classifier.":
                 break
-            template = binding.template
-            if template.training != self.training:
-                template.train(self.training)
-            x = functional_call(template, binding.tensors(), (x,))
+            x = layer(x)
             if prefix in ends:
                 taps[ends[prefix]] = x
         taps[-1] = x  # after the head, if any

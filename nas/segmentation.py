@@ -96,25 +96,3 @@ def score_seg_arch(supernet_or_model, arch, train_loader, val_loader, bn_batches
     model = recalibrate_bn(supernet_or_model, train_loader, bn_batches, arch=arch)
     return evaluate_segmentation(model, val_loader, ignore_index=ignore_index)
 
-
-class EndToEndLatency:
-    """`predict(arch)` in ms: the whole network measured on `profile` (median), cached per arch.
-
-    The latency tables tabulate encoder units only (nas.latency.units refuses an arch with a decoder),
-    so dense-prediction archs are measured end to end: a few ms each at the sizes these spaces use.
-    """
-
-    def __init__(self, profile, rounds: int = 3):
-        self.profile, self.rounds = profile, int(rounds)
-        self.cache: dict[str, float] = {}
-
-    def predict(self, arch) -> float:
-        key = arch.to_string()
-        if key not in self.cache:
-            from search_spaces import build_model
-
-            from .latency.measure import measure
-
-            shape = (self.profile.batch, arch.in_channels, arch.input_size, arch.input_size)
-            self.cache[key] = float(measure(build_model(arch).eval(), shape, self.profile, self.rounds).median_ms)
-        return self.cache[key]

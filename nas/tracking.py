@@ -69,10 +69,16 @@ def pareto_png(path: str, rows: Sequence[dict[str, Any]], x: str, y: str, title:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def trial_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The TRIAL_COLUMNS the rows have (all when there are none: accuracy or mIoU), then their other keys, sorted."""
+    keys = {k for r in rows for k in r}
+    return [c for c in TRIAL_COLUMNS if c in keys or not rows] + sorted(keys - set(TRIAL_COLUMNS))
+
+
 def write_local(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
                 reference: dict | None = None, title: str = "") -> None:
     """trials.csv, pareto.csv, pareto.html and pareto.png in the run folder."""
-    columns = list(TRIAL_COLUMNS) + sorted({k for r in rows for k in r} - set(TRIAL_COLUMNS))
+    columns = trial_columns(rows)
     write_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
     write_csv(os.path.join(run_dir, "pareto.csv"), [r for r in rows if r.get("on_front")], columns)
     title = title or f"{y} vs {x}"
@@ -104,7 +110,7 @@ class WandbTracker:
         self.run.log(metrics)
 
     def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy") -> None:
-        columns = [c for c in TRIAL_COLUMNS if any(c in r for r in rows)]
+        columns = trial_columns(rows)
         table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
         scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x} (Pareto front: on_front)")
         self.run.log({"trials": table, "pareto_front": scatter})

@@ -36,6 +36,17 @@ def build_sequence(layers, c_in: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*mods), c_in
 
 
+def build_encoder(arch: Arch) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential, int]:
+    """The stem, the stages (one Sequential of Sequentials) and the head of `arch`, and the channels out."""
+    stem, c = build_sequence(arch.stem, arch.in_channels)
+    stages = []
+    for stage in arch.stages:
+        seq, c = build_sequence(stage, c)
+        stages.append(seq)
+    head, c = build_sequence(arch.head, c)
+    return stem, nn.Sequential(*stages), head, c
+
+
 def build_classifier(clf: Classifier, c_in: int) -> nn.Sequential:
     """Global average pool, hidden FC layers with activation, dropout, final linear."""
     from ops.layers import make_act
@@ -55,13 +66,7 @@ class Net(nn.Module):
 
     def __init__(self, arch: Arch):
         super().__init__()
-        self.stem, c = build_sequence(arch.stem, arch.in_channels)
-        stages = []
-        for stage in arch.stages:
-            seq, c = build_sequence(stage, c)
-            stages.append(seq)
-        self.stages = nn.Sequential(*stages)
-        self.head, c = build_sequence(arch.head, c)
+        self.stem, self.stages, self.head, c = build_encoder(arch)
         self.num_features = c
         self.classifier = build_classifier(arch.classifier or Classifier(10), c)
 

@@ -26,7 +26,7 @@ from torch import nn
 from ops import build_op, op_spec
 
 from .arch import Arch, Decoder
-from .builder import build_sequence, layer_out_channels
+from .builder import build_encoder, layer_out_channels
 
 LEVELS = 3  # pyramid levels the decoder fuses: finest, middle, coarsest
 FUSIONS = ("asff", "sum", "concat")
@@ -154,6 +154,13 @@ def check_decoder(dec: Decoder, pyr: Pyramid) -> None:
                          f"{pyr.strides}; valid here: sum, concat")
 
 
+def fuse_call(fusion: str, channels: int):
+    """The op call that fuses the three laterals (`channels` each) at the finest level (None for sum)."""
+    c = channels
+    return {"asff": ("asff", c, c, {"level": 0, "in_channels": (c,) * LEVELS}),
+            "concat": ("pointwise", LEVELS * c, c, {}), "sum": None}[fusion]
+
+
 def decoder_recipe(dec: Decoder, pyr: Pyramid, input_size: int) -> dict:
     """The decoder as op calls `(op, c_in, c_out, hparams)` (None: identity), what `build_decoder` builds
     and an exporter writes: laterals, context, fuse, fusion, upsample steps, classifier (c_in, classes)."""
@@ -165,8 +172,7 @@ def decoder_recipe(dec: Decoder, pyr: Pyramid, input_size: int) -> dict:
         context = ("aspp", c, c, {"rates": aspp_rates(coarsest)})
     elif dec.context == "rfb":
         context = ("rfb", c, c, {})
-    fuse = {"asff": ("asff", c, c, {"level": 0, "in_channels": (c,) * LEVELS}),
-            "concat": ("pointwise", LEVELS * c, c, {}), "sum": None}[dec.fusion]
+    fuse = fuse_call(dec.fusion, c)
     steps = [upsample_call(dec.upsample, c, s) for s in upsample_steps(pyr.strides[0])]
     return {"laterals": [("pointwise", ci, c, {}) for ci in pyr.channels], "context": context, "fuse": fuse,
             "fusion": dec.fusion, "upsample": steps, "classifier": (c, dec.num_classes)}
@@ -194,13 +200,7 @@ class SegNet(nn.Module):
             raise ValueError("SegNet: the arch has no decoder; give it one (Decoder(num_classes, ...)) or use Net")
         dec, pyr = arch.decoder, pyramid(arch)
         self.stn = build_op("stn", arch.in_channels, arch.in_channels) if dec.stn else nn.Identity()
-        self.stem, c = build_sequence(arch.stem, arch.in_channels)
-        stages = []
-        for stage in arch.stages:
-            seq, c = build_sequence(stage, c)
-            stages.append(seq)
-        self.stages = nn.Sequential(*stages)
-        self.head, c = build_sequence(arch.head, c)
+        self.stem, self.stages, self.head, _ = build_encoder(arch)
         self.levels, self.extra_levels = pyr.indices, pyr.extra
         self.decoder = build_decoder(dec, pyr, arch.input_size)
 

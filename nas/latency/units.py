@@ -2,20 +2,33 @@
 
 `build_layer` makes each layer position a Sequential of: the op (strided, or at stride 1 followed by a
 blurpool), then its plug-ins. Each of those modules is one `Unit`, and so is the classifier; a network's
-latency is predicted from the units of its `Arch` (`arch_units`). A unit is identified by its op variant
-(op + hparams, defaults filled in), c_in, c_out, stride and input spatial size, so two positions or two
-layers that run the same module on the same shape share one table entry.
+latency is predicted from the units of its `Arch` (`arch_units`); a dense-prediction arch has decoder units
+instead of the classifier (nas.latency.decoder_units). A unit is identified by its op variant (op + hparams,
+defaults filled in), c_in, c_out, stride and input spatial size, so two positions or two layers that run the
+same module on the same shape share one table entry. Units that are no registered op (the classifier, the
+decoder's fusion, ...) are built by the builder registered for their name (`register_unit`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ops import build_op, op_spec, resolve_hparams
 from search_spaces.arch import Arch, Classifier, Layer
 
 CLASSIFIER = "classifier"
+
+# unit name -> (family, builder of its module) for units that are not registered ops
+UNIT_BUILDERS: dict[str, tuple[str, Callable[["Unit"], Any]]] = {}
+
+
+def register_unit(name: str, family: str):
+    """Register the builder of the module of unit kind `name` (a unit that is no op of the registry)."""
+    def deco(fn):
+        UNIT_BUILDERS[name] = (family, fn)
+        return fn
+    return deco
 
 
 def _norm_value(v: Any) -> Any:
@@ -35,8 +48,9 @@ class Unit:
 
     @property
     def family(self) -> str:
-        """The op family (conv, block, plugin, pool, ...) or 'classifier'."""
-        return CLASSIFIER if self.op == CLASSIFIER else op_spec(self.op).family
+        """The op family (conv, block, plugin, pool, ...), or the family of a registered unit kind ('classifier')."""
+        found = UNIT_BUILDERS.get(self.op)
+        return found[0] if found else op_spec(self.op).family
 
     def key(self) -> str:
         """Stable text identity, the table's key: `mbconv[expand=6,kernel=3] 16>24 s2 @32`."""
@@ -48,12 +62,9 @@ class Unit:
 
     def build(self):
         """A fresh module for this unit (random weights, eval mode)."""
-        if self.op == CLASSIFIER:
-            from search_spaces.builder import build_classifier
-
-            h = dict(self.hparams)
-            clf = Classifier(int(h["num_classes"]), tuple(h.get("hidden", ())), h.get("act", "relu"), 0.0)
-            return build_classifier(clf, self.c_in).eval()
+        found = UNIT_BUILDERS.get(self.op)
+        if found:
+            return found[1](self).eval()
         return build_op(self.op, self.c_in, self.c_out, self.stride, **dict(self.hparams)).eval()
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +79,15 @@ class Unit:
 
 def _fmt(v: Any) -> str:
     return ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+@register_unit(CLASSIFIER, CLASSIFIER)
+def _classifier(unit: Unit):
+    from search_spaces.builder import build_classifier
+
+    h = dict(unit.hparams)
+    clf = Classifier(int(h["num_classes"]), tuple(h.get("hidden", ())), h.get("act", "relu"), 0.0)
+    return build_classifier(clf, unit.c_in)
 
 
 def op_unit(op: str, hparams, c_in: int, c_out: int, stride: int, size: int) -> Unit:
@@ -112,20 +132,32 @@ def sequence_units(layers: Iterable[Layer], c_in: int, size: int) -> tuple[list[
     return out, c_in, size
 
 
-def arch_units(arch: Arch) -> list[Unit]:
-    """Every unit of a classification `Arch`, in order: stem, stages, head, classifier."""
-    if arch.decoder is not None:
-        raise ValueError("latency tables cover classification architectures; this arch has a decoder "
-                         "(dense-prediction spaces are measured end to end only)")
+def encoder_units(arch: Arch) -> tuple[list[Unit], list[tuple[int, int]]]:
+    """The units of the stem, stages and head of `arch`, and the (channels, size) out of each stage (the
+    head folded into the last)."""
     c, size = arch.in_channels, arch.input_size
     units, c, size = sequence_units(arch.stem, c, size)
+    outs = []
     for stage in arch.stages:
         more, c, size = sequence_units(stage, c, size)
         units += more
+        outs.append((c, size))
     more, c, size = sequence_units(arch.head, c, size)
     units += more
-    units.append(classifier_unit(arch.classifier or Classifier(10), c, size))
-    return units
+    if outs:
+        outs[-1] = (c, size)
+    return units, outs or [(c, size)]
+
+
+def arch_units(arch: Arch) -> list[Unit]:
+    """Every unit of `Arch`, in order: stem, stages, head, then the classifier (or the decoder's units)."""
+    if arch.decoder is not None:
+        from .decoder_units import seg_arch_units
+
+        return seg_arch_units(arch)
+    units, outs = encoder_units(arch)
+    c, size = outs[-1]
+    return units + [classifier_unit(arch.classifier or Classifier(10), c, size)]
 
 
 def position_units(pos, c_in: int, c_out: int, variant, down: str, plugin=None) -> list[Unit]:
@@ -138,20 +170,31 @@ def position_units(pos, c_in: int, c_out: int, variant, down: str, plugin=None) 
     return layer_units(layer, c_in, pos.input_size)[0]
 
 
+def stage_channels(space) -> list[tuple[set[int], int]]:
+    """Per stage, the channel counts that can come out of it and the spatial size there; the head is folded
+    into the last stage (a space without stages: one entry, after the stem and head)."""
+    chans, size = {space.spec.in_channels}, space.spec.input_size
+    outs: dict[int, tuple[set[int], int]] = {}
+    for pos in space.positions():
+        keep = pos.optional and pos.section != "stage"
+        chans = {co for _, co in pos.shapes} | (chans if keep else set())
+        size = pos.output_size
+        if pos.section == "stage":
+            outs[pos.stage] = (chans, size)
+    found = [outs[k] for k in sorted(outs)] or [(chans, size)]
+    found[-1] = (chans, size)
+    return found
+
+
 def final_channels(space) -> tuple[set[int], int]:
     """The channel counts that can reach the classifier, and the spatial size there."""
-    chans, size = {space.spec.in_channels}, space.spec.input_size
-    for pos in space.positions():
-        outs = {co for _, co in pos.shapes}
-        keep = pos.optional and pos.section != "stage"
-        chans = outs | (chans if keep else set())
-        size = pos.output_size
-    return chans, size
+    return stage_channels(space)[-1]
 
 
 def space_units(space) -> list[Unit]:
     """Every unit any architecture of `space` can contain: each candidate at each (c_in, c_out) and downsample
-    mode of each position, each plug-in after it, the blurpools, and the classifier at each input width."""
+    mode of each position, each plug-in after it, the blurpools, and the classifier at each input width (or,
+    for a dense-prediction space, every decoder choice at each pyramid width: `space_decoder_units`)."""
     seen: dict[str, Unit] = {}
 
     def add(units: Iterable[Unit]) -> None:
@@ -171,4 +214,11 @@ def space_units(space) -> list[Unit]:
         chans, size = final_channels(space)
         clf = arch.classifier or Classifier(10)
         add(classifier_unit(clf, c, size) for c in sorted(chans))
+    else:
+        from .decoder_units import space_decoder_units
+
+        add(space_decoder_units(space))
     return list(seen.values())
+
+
+from . import decoder_units  # noqa: E402,F401  (registers the decoder's unit kinds)

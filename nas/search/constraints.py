@@ -113,7 +113,7 @@ def unit_metric(metric: str, latency_model=None) -> tuple[Callable, Callable[[fl
 
 def minimum_achievable(space, metric: str, latency_model=None) -> float:
     """The least value of `metric` over every architecture of `space` (exact; see the module docstring)."""
-    if space.sample(0).decoder is not None:  # decoder units are not tabulated: greedy over whole networks
+    if space.sample(0).decoder is not None:  # the pyramid couples encoder and decoder: greedy over whole networks
         return _greedy_minimum(space, metric, latency_model)
     from nas.latency.units import classifier_unit, position_units
 

@@ -65,10 +65,6 @@ class SearchRun:
         """The run's latency table (built incrementally) and its calibration."""
         from nas.latency import stage as latency_stage
 
-        if self.space.task == "segmentation":  # decoders are not tabulated: whole networks measured per arch
-            from nas.segmentation import EndToEndLatency
-
-            return EndToEndLatency(latency_stage.profile_of(self.spec.hardware))
         return latency_stage.prepare(self.space, self.spec.hardware, self.path("latency"), progress=self.progress,
                                      seed=self.spec.seed)
 
@@ -79,9 +75,6 @@ class SearchRun:
         out = []
         for metric, limit in self.spec.constraints.items():
             c = Constraint(metric, float(limit))
-            if metric == "latency_ms" and not hasattr(latency_model, "table"):
-                out.append(c)  # measured end to end per arch: no table to bound the minimum before training
-                continue
             low = minimum_achievable(self.space, metric, latency_model=latency_model)
             if low > c.max:
                 unit = " ms" if metric == "latency_ms" else ""

@@ -103,6 +103,11 @@ def one_shot_scorer(run, supernet):
 def reference_point(run, evaluator: ArchEvaluator) -> list[float]:
     """Hypervolume reference: 0 for quality metrics, 1.1x the largest architecture's cost for cost metrics."""
     big = evaluator.cost(run.space.largest())
+    if evaluator.latency_model is not None:
+        # the most parameters need not be the slowest (an STN, a decoder's upsampling or a max-pool costs time, not
+        # parameters): take the slowest architecture's latency where it is higher
+        slowest = evaluator.latency_model.predict(run.space.largest(score=evaluator.latency_model.predict))
+        big["latency_ms"] = max(big.get("latency_ms", 0.0), slowest)
     ref = []
     for name, direction in zip(run.objectives, run.directions):
         v = 0.0 if name in QUALITY else 1.1 * big.get(name, 1.0)

@@ -20,6 +20,8 @@ from search_spaces import build_model
 from search_spaces.arch import Arch, Decoder
 from search_spaces.presets import load_preset
 
+from bn_helpers import randomize_bn
+
 # Run in `python -I -S` with only site-packages on the path: -S skips .pth files, and so the editable
 # convnas install; -I drops the working directory and PYTHONPATH. `import ops` must fail there.
 DRIVER = """
@@ -51,16 +53,8 @@ def spaces():
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BatchNorm statistics, so that a misplaced tensor changes the output."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
+    """Random weights and BatchNorm statistics, in eval mode, so that a misplaced tensor changes the output."""
+    return randomize_bn(model, seed).eval()
 
 
 def run_exported(tmp_path, archs: list[Arch], max_size: int = 64, batch: int = 2) -> list[float]:

@@ -21,6 +21,8 @@ from nas.supernet import SupernetError
 from search_spaces import Decoder
 from search_spaces.segmentation import CONTEXTS, FUSIONS, UPSAMPLES, SegNet, pyramid
 
+from bn_helpers import randomize_bn
+
 SIZE = 32
 
 
@@ -45,18 +47,6 @@ def varied_archs(space, n=5):
                   "decoder.fusion": FUSIONS[(i + 2) % 3], "decoder.stn": i % 2 == 0})
         out.append(space.decode(a))
     return out
-
-
-def randomize_bn(module: nn.Module, seed: int) -> None:
-    """Non-trivial BatchNorm statistics and affine weights, so a misplaced slice changes the output."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
 
 
 def test_extracted_paths_equal_the_supernet(space, supernet):

@@ -94,15 +94,3 @@ def test_score_seg_arch_recalibrates_and_scores_a_model():
     assert 0.0 <= scores["miou"] <= 1.0 and 0.0 <= scores["pixel_accuracy"] <= 1.0
     assert not torch.equal(bn.running_mean, torch.zeros(8)) and not model.training
 
-
-def test_end_to_end_latency_orders_a_small_and_a_large_decoder():
-    from nas.latency.profile import DeviceProfile
-    from nas.segmentation import EndToEndLatency
-
-    stages = tuple((Layer("conv", 8, 2, {"kernel": 3}),) for _ in range(3))
-    small = Arch(stages, decoder=Decoder(3, 4, "bilinear_conv", "none", "sum"), input_size=32)
-    large = Arch(stages, decoder=Decoder(3, 96, "transposed", "aspp", "asff", stn=True), input_size=32)
-    latency = EndToEndLatency(DeviceProfile(threads=1, warmup=2, repeats=9))
-    t_small, t_large = latency.predict(small), latency.predict(large)
-    assert 0 < t_small < t_large
-    assert latency.predict(small) == t_small and len(latency.cache) == 2  # measured once

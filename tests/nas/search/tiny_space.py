@@ -11,3 +11,23 @@ stages:
   - {depth: [1, 2], width: [16, 24], stride: 2, ops: {mbconv: {kernel: [3, 5], expand: [3]}, dw_separable: {kernel: [3]}}}
 classifier: {dropout: 0.0}
 """
+
+# An encoder-decoder over synthetic shapes at 16x16: three stride-2 stages (pyramid at 1/2, 1/4, 1/8), every
+# decoder choice of the dense_prediction space at small widths.
+TINY_SEG_SPACE = """
+name: tiny_seg
+input: {channels: 3, size: 16}
+num_classes: 3
+stem:
+  - {op: conv, c_out: 8, kernel: 3}
+stages:
+  - {depth: [1], width: [8, 12], stride: 2, ops: {dw_separable: {kernel: 3}, mbconv: {kernel: 3, expand: 3}}}
+  - {depth: [1, 2], width: [12, 16], stride: 2, ops: {dw_separable: {kernel: 3}}}
+  - {depth: [1], width: [16], stride: 2, downsample: [stride, blurpool], ops: {dw_separable: {kernel: 3}}}
+decoder:
+  upsample: [transposed, bilinear_conv, pixel_shuffle]
+  context: [aspp, rfb, none]
+  fusion: [asff, sum, concat]
+  stn: [true, false]
+  channels: [8, 16]
+"""
