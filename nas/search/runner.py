@@ -16,6 +16,12 @@ from nas.schema import SpecError, to_dict
 log = logging.getLogger("nas.search")
 
 
+# what a resumed run may change: budgets, later stages, and where the work runs (a run started on a laptop goes on
+# on a Ray cluster; the global batch keeps supernet training the same at any process count)
+RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.ray.address", "distributed", "retrain", "tracking",
+                     "export"}
+
+
 class SearchRun:
     """The stages of one search, each cached in the run folder so a killed run resumes where it stopped."""
 
@@ -44,11 +50,10 @@ class SearchRun:
             with open(spec_path) as f:
                 old = yaml.safe_load(f)
             new = yaml.safe_load(text)
-            changed = _first_difference(old, new, ignore={"search.trials", "search.timeout_s", "retrain",
-                                                          "tracking", "export"})
+            changed = _first_difference(old, new, ignore=RESUMABLE_CHANGES)
             if changed:
                 raise SpecError(f"--resume: the spec differs from the run's spec.yaml at '{changed}'; "
-                                f"only search.trials, retrain, tracking and export may change on resume")
+                                f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume")
         os.makedirs(self.dir, exist_ok=True)
         atomic_write_text(spec_path, text)
 

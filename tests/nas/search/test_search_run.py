@@ -65,6 +65,9 @@ def test_existing_run_needs_resume_and_same_spec(tiny_spec):
         f.write(load_spec(tiny_spec).to_yaml())
     with pytest.raises(SpecError, match="already holds a run; pass --resume"):
         SearchRun(load_spec(tiny_spec))
+    moved = {**tiny_spec, "distributed": {"backend": "ddp", "nproc": 2},
+             "search": {**tiny_spec["search"], "trials": 20, "ray": {"address": "ray://head:10001"}}}
+    assert SearchRun(load_spec(moved), resume=True).spec.search.ray.address == "ray://head:10001"
     tiny_spec["supernet"]["epochs"] = 5
     with pytest.raises(SpecError, match="differs from the run's spec.yaml at 'supernet.epochs'"):
         SearchRun(load_spec(tiny_spec), resume=True)
