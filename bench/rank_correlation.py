@@ -19,6 +19,7 @@ processes of one thread each, the supernet first, then the slowest from-scratch 
 
     .venv/bin/python bench/rank_correlation.py                   # about 40 min on 2 cores
     .venv/bin/python bench/rank_correlation.py --archs 4 --supernet-epochs 1 --epochs 1 --size 8   # smoke run
+    .venv/bin/python bench/rank_correlation.py --work DIR --sampler fair --supernet-epochs 24   # reuse DIR
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--sampler", default="sandwich", choices=("uniform", "fair", "sandwich"))
     p.add_argument("--bn-batches", type=int, default=8)
     p.add_argument("--workers", type=int, default=2, help="training processes, one thread each (default: 2)")
+    p.add_argument("--work", help="folder for the latency table and every training, kept and reused: a second run "
+                                  "with another --sampler retrains only the supernet (default: a new temp folder)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -104,8 +107,12 @@ def train_supernet_job(args, work: str) -> float:
                       warmup_epochs=1, seed=args.seed)
     torch.manual_seed(args.seed)
     train_supernet(Supernet(space), make_loaders(splits, args.batch, seed=args.seed)[0], cfg,
-                   os.path.join(work, "supernet"), progress=False)
+                   supernet_dir(args, work), resume=True, progress=False)
     return time.time() - t0
+
+
+def supernet_dir(args, work: str) -> str:
+    return os.path.join(work, f"supernet_{args.sampler}_{args.supernet_epochs}")
 
 
 def from_scratch_job(args, arch_string: str, i: int, s: int, work: str) -> float:
@@ -121,7 +128,7 @@ def from_scratch_job(args, arch_string: str, i: int, s: int, work: str) -> float
     model = space.build(Arch.from_string(arch_string))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, warmup_epochs=1, seed=args.seed + s)
     train_model(model, make_loaders(splits, args.batch, seed=args.seed + s)[0], cfg,
-                os.path.join(work, f"arch{i}_seed{s}"), progress=False)
+                os.path.join(work, f"arch{i}_seed{s}"), resume=True, progress=False)
     return evaluate(model, held_out)["accuracy"]
 
 
@@ -142,7 +149,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     t0 = time.time()
     splits, space, held_out = load(args)
-    work = tempfile.mkdtemp(prefix="rank_corr_")
+    work = args.work or tempfile.mkdtemp(prefix="rank_corr_")
     hardware = HardwareSection(kind="cpu", threads=1, warmup=3, repeats=20, calibration_archs=8)
     latency = prepare(space, hardware, os.path.join(work, "latency"), progress=False, seed=args.seed)
     archs = spread(space, args.archs, latency.predict, args.seed)
@@ -159,7 +166,7 @@ def main(argv=None) -> int:
         t_super = supernet_job.result()
         print(f"supernet trained ({t_super:.0f} s)", flush=True)
         supernet = Supernet(space)
-        supernet.load_state_dict(torch.load(os.path.join(work, "supernet", CHECKPOINT), weights_only=True)["model"])
+        supernet.load_state_dict(torch.load(os.path.join(supernet_dir(args, work), CHECKPOINT), weights_only=True)["model"])
         train = make_loaders(splits, args.batch, seed=args.seed)[0]
         rows = []
         for i, arch in enumerate(archs):
