@@ -19,7 +19,7 @@ processes of one thread each, the supernet first, then the slowest from-scratch 
 
     .venv/bin/python bench/rank_correlation.py                   # about 40 min on 2 cores
     .venv/bin/python bench/rank_correlation.py --archs 4 --supernet-epochs 1 --epochs 1 --size 8   # smoke run
-    .venv/bin/python bench/rank_correlation.py --work DIR --sampler fair --supernet-epochs 24   # reuse DIR
+    .venv/bin/python bench/rank_correlation.py --work DIR --sampler sandwich --supernet-epochs 8   # reuse DIR
 """
 from __future__ import annotations
 
@@ -43,13 +43,13 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=16, help="input height = width (default: 16)")
     p.add_argument("--archs", type=int, default=12, help="architectures compared (default: 12)")
     p.add_argument("--copies", type=int, default=2, help="distorted copies of each digit (default: 2)")
-    p.add_argument("--supernet-epochs", type=int, default=8,
-                   help="supernet training epochs (default: 8; sandwich trains 3 paths a step)")
+    p.add_argument("--supernet-epochs", type=int, default=24,
+                   help="supernet training epochs (default: 24; sandwich trains 3 paths a step: 8 is as long)")
     p.add_argument("--epochs", type=int, default=4, help="from-scratch training epochs per arch (default: 4)")
     p.add_argument("--seeds", type=int, default=2, help="from-scratch runs per arch (default: 2)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--sampler", default="sandwich", choices=("uniform", "fair", "sandwich"))
+    p.add_argument("--sampler", default="fair", choices=("uniform", "fair", "sandwich"))
     p.add_argument("--bn-batches", type=int, default=8)
     p.add_argument("--workers", type=int, default=2, help="training processes, one thread each (default: 2)")
     p.add_argument("--work", help="folder for the latency table and every training, kept and reused: a second run "
