@@ -128,7 +128,7 @@ def from_scratch_job(args, arch_string: str, i: int, s: int, work: str) -> float
     model = space.build(Arch.from_string(arch_string))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, warmup_epochs=1, seed=args.seed + s)
     train_model(model, make_loaders(splits, args.batch, seed=args.seed + s)[0], cfg,
-                os.path.join(work, f"arch{i}_seed{s}"), resume=True, progress=False)
+                os.path.join(work, f"arch{i}_seed{s}_e{args.epochs}"), resume=True, progress=False)
     return evaluate(model, held_out)["accuracy"]
 
 

@@ -47,8 +47,10 @@ def trained_supernet(run):
     from nas.distributed import train_supernet_from_spec
 
     d = run.spec.distributed
-    if d.backend != "none" and trained_epochs(run.dir) >= run.spec.supernet.epochs:
-        return load_trained_supernet(run.space, run.dir)  # no processes or workers to start for nothing
+    if d.backend != "none":
+        ck = supernet_checkpoint(run.dir)
+        if ck is not None and ck["epoch"] >= run.spec.supernet.epochs:
+            return supernet_with(run.space, ck)  # no processes or workers to start for nothing
     where = {"none": "", "ddp": f" in {d.nproc} DDP processes", "ray": f" on {d.num_workers} Ray Train workers"}
     say(run, f"supernet: {run.spec.supernet.epochs} epochs on {run.spec.data.name}{where[d.backend]}")
     result = train_supernet_from_spec(run.spec, resume=True, progress=run.progress is not False, splits=run.splits)
@@ -57,27 +59,33 @@ def trained_supernet(run):
     return supernet
 
 
-def trained_epochs(run_dir: str) -> int:
-    """Epochs in the run's supernet checkpoint (0 when there is none)."""
+def supernet_checkpoint(run_dir: str):
+    """The run's last supernet checkpoint (a dict with "model" and "epoch"), or None when there is none."""
     import torch
 
     from nas.train import CHECKPOINT
 
     path = os.path.join(run_dir, "supernet", CHECKPOINT)
-    return torch.load(path, map_location="cpu", weights_only=True)["epoch"] if os.path.exists(path) else 0
+    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
+
+
+def supernet_with(space, checkpoint: dict):
+    """The space's supernet holding the checkpoint's weights, in eval mode."""
+    from nas.seg_supernet import supernet_for
+
+    supernet = supernet_for(space)
+    supernet.load_state_dict(checkpoint["model"])
+    return supernet.eval()
 
 
 def load_trained_supernet(space, run_dir: str):
-    """The supernet with the weights of the run's last checkpoint (for Ray workers)."""
-    import torch
-
-    from nas.seg_supernet import supernet_for
+    """The supernet with the weights of the run's last checkpoint (for Ray workers and export)."""
     from nas.train import CHECKPOINT
 
-    supernet = supernet_for(space)
-    ck = torch.load(os.path.join(run_dir, "supernet", CHECKPOINT), map_location="cpu", weights_only=True)
-    supernet.load_state_dict(ck["model"])
-    return supernet.eval()
+    ck = supernet_checkpoint(run_dir)
+    if ck is None:
+        raise FileNotFoundError(f"no trained supernet in {run_dir}: expected {os.path.join(run_dir, 'supernet', CHECKPOINT)}")
+    return supernet_with(space, ck)
 
 
 def one_shot_scorer(run, supernet):

@@ -112,3 +112,10 @@ def test_search_trains_its_supernet_with_ddp(tiny_spec):
     for k, v in supernet.state_dict().items():
         assert torch.equal(v, saved["model"][k]), k
     assert run.run()["complete"] == 3
+
+    # resumed, the finished supernet is loaded as saved: no processes are started for it again
+    resumed = SearchRun(load_spec(tiny_spec), resume=True).supernet()
+    with open(run.path("search.log")) as f:
+        assert f.read().count("in 2 DDP processes") == 1
+    for k, v in resumed.state_dict().items():
+        assert torch.equal(v, saved["model"][k]), k
