@@ -24,9 +24,7 @@ processes of one thread each, the supernet first, then the slowest from-scratch 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import random
 import sys
 import tempfile
 import time
@@ -58,25 +56,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def corner_sample(space, rng: random.Random):
-    """An architecture whose choices lean, by a random amount, to the first (small) or last (large) of each list."""
-    lean = math.exp(rng.uniform(-2.5, 2.5))
-    pick = {}
-    for d in space.decisions():
-        pick[d.key] = d.choices[min(len(d.choices) - 1, int(len(d.choices) * rng.random() ** lean))]
-    return space.decode(pick)
-
-
 def spread(space, n: int, cost, seed: int) -> list:
-    """`n` distinct architectures at evenly spaced quantiles of `cost` over 600 corner samples."""
-    rng = random.Random(seed)
-    pool = sorted({corner_sample(space, rng) for _ in range(600)}, key=cost)
-    picks = []
-    for i in range(n):
-        arch = pool[round(i * (len(pool) - 1) / max(1, n - 1))]
-        if arch not in picks:
-            picks.append(arch)
-    return picks
+    """`n` distinct architectures at evenly spaced quantiles of `cost` over 600 corner samples, cheapest first."""
+    from nas.search.spread import spread_assignments
+
+    return sorted((space.decode(a) for a in spread_assignments(space, n, cost, seed)), key=cost)
 
 
 def load(args):

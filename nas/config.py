@@ -103,11 +103,18 @@ class SearchSection:
     sampler: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
     trials: int = 100
     population: int = 20
+    spread_trials: Optional[int] = None  # first trials spread over the latency range (default: population; 0: off)
     executor: Literal["optuna", "ray"] = "optuna"
     bn_batches: int = 4
     trial_epochs: int = 3  # multi-trial: the largest training budget of one candidate
     timeout_s: Optional[float] = None
     ray: RaySection = field(default_factory=RaySection)
+
+    def validate(self, path: str) -> None:
+        for key, low in (("trials", 1), ("population", 2), ("spread_trials", 0)):
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise SpecError(f"{path}.{key}: must be at least {low}, got {value}")
 
 
 @dataclass

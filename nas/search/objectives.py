@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 from search_spaces import Arch
 
+QUALITY = ("accuracy", "miou", "pixel_accuracy")  # metrics the scorer measures; the others are costs
+
 
 class ArchEvaluator:
     """Maps an `Arch` to its metrics: accuracy (or mIoU) from a scorer, latency from the model, cost counts."""

@@ -18,8 +18,8 @@ log = logging.getLogger("nas.search")
 
 # what a resumed run may change: budgets, later stages, and where the work runs (a run started on a laptop goes on
 # on a Ray cluster; the global batch keeps supernet training the same at any process count)
-RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.ray.address", "distributed", "retrain", "tracking",
-                     "export"}
+RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.spread_trials", "search.ray.address", "distributed",
+                     "retrain", "tracking", "export"}
 
 
 class SearchRun:

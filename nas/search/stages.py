@@ -12,11 +12,10 @@ import numpy as np
 from nas.io import atomic_write_text
 from nas.schema import to_dict
 
-from .objectives import ArchEvaluator
+from .objectives import QUALITY, ArchEvaluator
 from .pareto import hypervolume, knee_point, non_dominated, to_minimisation
 
 log = logging.getLogger("nas.search")
-QUALITY = ("accuracy", "miou", "pixel_accuracy")
 
 
 def say(run, msg: str) -> None:
@@ -182,6 +181,7 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
     from search_spaces import Arch
 
     from .optuna_search import completed_cache, make_objective, make_sampler, open_study, run_study
+    from .spread import enqueue_first_trials, spread_metric
 
     spec = run.spec
     if spec.search.executor == "ray":
@@ -200,6 +200,9 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
     tracker = start_tracker(run)
     sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
     study = open_study(run.dir, spec.name, run.directions, sampler)
+    spread = enqueue_first_trials(run, study, evaluator)
+    if spread:
+        say(run, f"search: the first {spread} trials spread over the space's {spread_metric(run, evaluator)} range")
     front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
 
     def on_trial(trial, arch, metrics):

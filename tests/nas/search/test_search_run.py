@@ -28,6 +28,11 @@ def test_search_end_to_end_then_resume(tiny_spec, monkeypatch):
 
     rows = _trials(run_dir)
     assert len(rows) == 6 and summary["complete"] == 6
+    # the first generation (population 4) was enqueued spread over the latency range, the rest proposed by NSGA-II
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
+    assert [("fixed_params" in t.system_attrs) for t in study.trials] == [True] * 4 + [False] * 2
+    first = [float(r["latency_ms"]) for r in rows[:4]]
+    assert first[0] == min(first) and first[1] == max(first)
     front = [r for r in rows if r["on_front"] == "True"]
     assert front and summary["hypervolume"] > 0
     # every front point is non-dominated among complete trials
