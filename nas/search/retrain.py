@@ -20,35 +20,50 @@ def spread(front: list[dict[str, Any]], k: int, key: str) -> list[dict[str, Any]
     return [front[i] for i in idx]
 
 
-def measured_latency_ms(run, model) -> float:
-    """End-to-end latency of a whole network on the run's device profile."""
-    from nas.latency.measure import measure
-    from nas.latency.stage import profile_of
+def measure_side_by_side(run, results: list[dict[str, Any]], latency_model) -> None:
+    """Measure every retrained network (and the baseline) end to end in one interleaved session, at the latency
+    table's machine speed (drift correction beside the space's reference network), and store the figures.
 
-    profile = profile_of(run.spec.hardware)
-    shape = (profile.batch, run.space.in_channels, run.space.input_size, run.space.input_size)
-    return float(measure(model, shape, profile).median_ms)
+    Timed one by one after each training, the networks would be compared across minutes of a shared machine's
+    drift; timed side by side their ratios hold, and the figures are on the scale of the predicted latencies."""
+    from nas.latency.predictor import measure_archs, reference_arch
+    from search_spaces import Arch
+
+    if all("measured_latency_ms" in r for r in results):
+        return
+    archs = [Arch.from_string(r["arch"]) for r in results]
+    say(run, f"retrain: measuring {len(archs)} networks side by side")
+    ms = measure_archs(archs, latency_model.table, chunk=len(archs), reference=reference_arch(run.space))
+    for r, m in zip(results, ms):
+        r["measured_latency_ms"] = float(m)
+        cache = run.path("retrain", r["tag"], "result.json")
+        atomic_write_json(cache, {**_load(cache), "measured_latency_ms": float(m)})
 
 
-def train_and_test(run, arch, tag: str) -> dict[str, Any]:
-    """Train `arch` from scratch for retrain.epochs (resumable) and evaluate on the test split."""
+def _load(path: str) -> dict[str, Any]:
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def train_and_test(run, arch, tag: str, label: str) -> dict[str, Any]:
+    """Train `arch` from scratch for retrain.epochs (resumable) and evaluate on the test split (its latency is
+    measured later, beside the others: `measure_side_by_side`)."""
     from nas.evaluate import evaluate
     from nas.train import train_model
     from search_spaces import build_model
 
     cache = run.path("retrain", tag, "result.json")
     if os.path.exists(cache):
-        import json
-
-        with open(cache) as f:
-            return json.load(f)
+        return _load(cache)
+    say(run, f"retrain: {label} from scratch for {run.spec.retrain.epochs} epochs")
     model = build_model(arch)
     train_loader, val_loader, test_loader = loaders(run)
     train_model(model, (train_loader, val_loader, test_loader), train_config(run, run.spec.retrain.epochs),
                 run.path("retrain", tag), resume=True, progress=run.progress is not False)
     model.eval()
     result = {"tag": tag, "arch": arch.to_string(), "test_accuracy": float(evaluate(model, test_loader)["accuracy"]),
-              "measured_latency_ms": measured_latency_ms(run, model),
               "params": int(sum(p.numel() for p in model.parameters()))}
     atomic_write_json(cache, result)
     return result
@@ -61,34 +76,33 @@ def retrain_front(run, rows, latency_model) -> tuple[dict[str, Any], dict[str, A
     spec = run.spec
     front = [r for r in rows if r["on_front"]]
     cost_key = next((o for o in run.objectives if o not in QUALITY), "latency_ms")
-    chosen = spread(front, spec.retrain.top_k, cost_key)
     results = []
-    for r in chosen:
-        say(run, f"retrain: trial {r['trial']} from scratch for {spec.retrain.epochs} epochs")
-        res = train_and_test(run, Arch.from_string(r["arch"]), f"trial{r['trial']}")
+    for r in spread(front, spec.retrain.top_k, cost_key):
+        res = train_and_test(run, Arch.from_string(r["arch"]), f"trial{r['trial']}", f"trial {r['trial']}")
         results.append({**res, "trial": r["trial"], "predicted_latency_ms": r.get("latency_ms")})
-    out: dict[str, Any] = {"epochs": spec.retrain.epochs, "archs": results}
-    baseline_plot = None
+    base = None
     if spec.retrain.baseline:
         from search_spaces.presets import load_preset
 
         arch = load_preset(spec.retrain.baseline, num_classes=run.space.num_classes,
                            input_size=run.space.input_size, in_channels=run.space.in_channels,
                            width_mult=spec.retrain.baseline_width)
-        say(run, f"retrain: baseline {spec.retrain.baseline} from scratch for {spec.retrain.epochs} epochs")
-        base = train_and_test(run, arch, "baseline")
-        out["baseline"] = {**base, "name": spec.retrain.baseline}
-        winners = [r for r in results if beats(r, base)]
-        out["beats_baseline"] = [r["trial"] for r in winners]
-        out["verdict"] = (f"front vs {spec.retrain.baseline} ({base['test_accuracy']:.3f} acc, "
-                          f"{base['measured_latency_ms']:.3f} ms): "
-                          + (f"trial(s) {', '.join(str(r['trial']) for r in winners)} match or beat it on both "
-                             f"test accuracy and measured latency, strictly on one" if winners else
-                             "no retrained front architecture beats it on both"))
-        say(run, out["verdict"])
-        baseline_plot = {"name": spec.retrain.baseline, "accuracy": base["test_accuracy"],
-                         "latency_ms": base["measured_latency_ms"]}
-    return out, baseline_plot
+        base = train_and_test(run, arch, "baseline", f"baseline {spec.retrain.baseline}")
+    measure_side_by_side(run, results + ([base] if base else []), latency_model)
+    out: dict[str, Any] = {"epochs": spec.retrain.epochs, "archs": results}
+    if base is None:
+        return out, None
+    out["baseline"] = {**base, "name": spec.retrain.baseline}
+    winners = [r for r in results if beats(r, base)]
+    out["beats_baseline"] = [r["trial"] for r in winners]
+    out["verdict"] = (f"front vs {spec.retrain.baseline} ({base['test_accuracy']:.3f} acc, "
+                      f"{base['measured_latency_ms']:.3f} ms): "
+                      + (f"trial(s) {', '.join(str(r['trial']) for r in winners)} match or beat it on both "
+                         f"test accuracy and measured latency, strictly on one" if winners else
+                         "no retrained front architecture beats it on both"))
+    say(run, out["verdict"])
+    return out, {"name": spec.retrain.baseline, "accuracy": base["test_accuracy"],
+                 "latency_ms": base["measured_latency_ms"]}
 
 
 def beats(r: dict[str, Any], base: dict[str, Any]) -> bool:
