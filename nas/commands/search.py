@@ -47,6 +47,21 @@ def format_summary(summary: dict, run_dir: str) -> str:
                             if isinstance(r.get(k), (int, float)))
         lines.append(f"  #{r['trial']:<4d} {metrics}")
     if "retrain" in summary:
-        lines.append(summary["retrain"].get("verdict", ""))
+        lines += format_retrain(summary["retrain"])
     lines.append(f"outputs: {run_dir}/ (trials.csv, pareto.csv, pareto.html, pareto.png, study.db, best/)")
     return "\n".join(l for l in lines if l)
+
+
+def format_retrain(retrain: dict) -> list[str]:
+    """The retrained networks and the baseline: test accuracy, latency measured side by side, predicted."""
+    n = retrain["epochs"]
+    lines = [f"retrained from scratch ({n} epoch{'s' * (n != 1)}; latency measured side by side):"]
+    rows = [(f"#{r['trial']}", r) for r in retrain["archs"]]
+    if "baseline" in retrain:
+        rows.append((retrain["baseline"]["name"], retrain["baseline"]))
+    width = max(len(name) for name, _ in rows)
+    for name, r in rows:
+        predicted = r.get("predicted_latency_ms")
+        lines.append(f"  {name:<{width}}  test accuracy {r['test_accuracy']:.4f}  {r['measured_latency_ms']:7.3f} ms"
+                     + (f" (predicted {predicted:.3f})" if predicted is not None else "") + f"  {r['params']:,} params")
+    return lines + [retrain.get("verdict", "")]

@@ -1,6 +1,7 @@
 import json
 import os
 
+from nas.commands.search import format_summary
 from nas.config import load_spec
 from nas.search.retrain import beats, spread
 from nas.search.runner import SearchRun
@@ -42,6 +43,14 @@ def test_front_and_baseline_are_retrained_then_measured_side_by_side(tiny_spec):
     with open(os.path.join(run_dir, "search.log")) as f:
         log = f.read()
     assert log.count(f"retrain: measuring {len(out['archs']) + 1} networks side by side") == 1
+
+    # the command's summary lists them, the baseline last, then the verdict
+    text = format_summary(summary, run_dir).splitlines()
+    at = text.index("retrained from scratch (1 epoch; latency measured side by side):")
+    listed = text[at + 1:at + 2 + len(out["archs"])]
+    assert [line.split()[0] for line in listed] == [f"#{r['trial']}" for r in out["archs"]] + ["mobilenet_v2_digits"]
+    assert f"{out['baseline']['measured_latency_ms']:7.3f} ms" in listed[-1] and "predicted" not in listed[-1]
+    assert text[at + 2 + len(out["archs"])] == out["verdict"]
 
     # resumed: nothing is trained or measured again, the figures are the same
     again = SearchRun(load_spec(tiny_spec), resume=True).run()["retrain"]
