@@ -83,7 +83,8 @@ def load_trained_supernet(space, run_dir: str):
 
     ck = supernet_checkpoint(run_dir)
     if ck is None:
-        raise FileNotFoundError(f"no trained supernet in {run_dir}: expected {os.path.join(run_dir, 'supernet', CHECKPOINT)}")
+        expected = os.path.join(run_dir, "supernet", CHECKPOINT)
+        raise FileNotFoundError(f"no trained supernet in {run_dir}: expected {expected}")
     return supernet_with(space, ck)
 
 
@@ -180,7 +181,7 @@ def axes(objectives, directions) -> tuple[str, str]:
 def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, Any]:
     from search_spaces import Arch
 
-    from .optuna_search import completed_cache, make_objective, make_sampler, open_study, run_study
+    from .optuna_search import completed_cache, counts_as_done, make_objective, make_sampler, open_study, run_study
     from .spread import enqueue_first_trials, spread_metric
 
     spec = run.spec
@@ -213,18 +214,17 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
             row = {"trial": trial.number, **{k: v for k, v in metrics.items() if _finite(v)}}
             tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
 
+    done = f"{sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))} already done in " \
+           f"{os.path.join(run.dir, 'study.db')}"
     if spec.search.executor == "ray":
         from .ray_search import run_ray_search
 
-        say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, "
-                 f"{len(study.trials)} already in {os.path.join(run.dir, 'study.db')})")
+        say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, {done})")
         study = run_ray_search(run, evaluator, on_trial=on_trial)
     else:
         evaluator.cache.update(completed_cache(study))
         objective = make_objective(run.space, evaluator, run.objectives, on_trial=on_trial)
-        done_before = len(study.trials)
-        say(run, f"search: {spec.search.trials} trials with {spec.search.sampler} "
-                 f"({done_before} already in {os.path.join(run.dir, 'study.db')})")
+        say(run, f"search: {spec.search.trials} trials with {spec.search.sampler} ({done})")
         run_study(study, objective, spec.search.trials, spec.search.timeout_s, run.progress)
 
     rows = trial_rows(study, run.objectives, run.directions)

@@ -31,6 +31,9 @@ def test_search_end_to_end_then_resume(tiny_spec, monkeypatch):
     # the first generation (population 4) was enqueued spread over the latency range, the rest proposed by NSGA-II
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
     assert [("fixed_params" in t.system_attrs) for t in study.trials] == [True] * 4 + [False] * 2
+    with open(os.path.join(run_dir, "search.log")) as f:
+        log = f.read()
+    assert "the first 4 trials spread over the space's latency_ms range" in log and "(0 already done in" in log
     first = [float(r["latency_ms"]) for r in rows[:4]]
     assert first[0] == min(first) and first[1] == max(first)
     front = [r for r in rows if r["on_front"] == "True"]
