@@ -17,7 +17,7 @@ predictor can be judged there (`--data digits` runs that case).
 The supernet and the from-scratch runs are independent until scoring: they run in `--workers`
 processes of one thread each, the supernet first, then the slowest from-scratch runs.
 
-    .venv/bin/python bench/rank_correlation.py                   # about 40 min on 2 cores
+    .venv/bin/python bench/rank_correlation.py                   # about 2 h on 2 cores
     .venv/bin/python bench/rank_correlation.py --archs 4 --supernet-epochs 1 --epochs 1 --size 8   # smoke run
     .venv/bin/python bench/rank_correlation.py --work DIR --sampler sandwich --supernet-epochs 8   # reuse DIR
 """
@@ -41,9 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=16, help="input height = width (default: 16)")
     p.add_argument("--archs", type=int, default=12, help="architectures compared (default: 12)")
     p.add_argument("--copies", type=int, default=2, help="distorted copies of each digit (default: 2)")
-    p.add_argument("--supernet-epochs", type=int, default=24,
-                   help="supernet training epochs (default: 24; sandwich trains 3 paths a step: 8 is as long)")
-    p.add_argument("--epochs", type=int, default=4, help="from-scratch training epochs per arch (default: 4)")
+    p.add_argument("--supernet-epochs", type=int, default=40,
+                   help="supernet training epochs (default: 40; sandwich trains 3 paths a step: a third is as long)")
+    p.add_argument("--epochs", type=int, default=12, help="from-scratch training epochs per arch (default: 12)")
     p.add_argument("--seeds", type=int, default=2, help="from-scratch runs per arch (default: 2)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)
