@@ -145,7 +145,14 @@ def trial_rows(study, objectives, directions) -> list[dict[str, Any]]:
 
 
 def mark_front(rows, objectives, directions) -> None:
-    cand = [r for r in rows if r["ok"] and r["feasible"] and all(_finite(r.get(o)) for o in objectives)]
+    """Mark the non-dominated rows among the feasible complete ones; an architecture the sampler proposed again
+    is on the front once, as its first trial (the repeats were served from the cache)."""
+    cand, seen = [], set()
+    for r in rows:
+        key = r.get("arch") or r["trial"]
+        if r["ok"] and r["feasible"] and all(_finite(r.get(o)) for o in objectives) and key not in seen:
+            cand.append(r)
+            seen.add(key)
     if not cand:
         return
     pts = to_minimisation([[r[o] for o in objectives] for r in cand], directions)
