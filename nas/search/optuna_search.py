@@ -120,11 +120,15 @@ def counts_as_done(t: optuna.trial.FrozenTrial) -> bool:
     return t.state in (State.COMPLETE, State.PRUNED) or (t.state == State.FAIL and "metrics" in t.user_attrs)
 
 
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count as done (`counts_as_done`): what a resumed search does not run again."""
+    return sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))
+
+
 def run_study(study: optuna.Study, objective, n_trials: int, timeout: float | None = None,
               progress: bool | None = None) -> int:
     """Run until the study holds `n_trials` finished trials (resume-safe); returns how many were run now."""
-    finished = len([t for t in study.get_trials(deepcopy=False) if counts_as_done(t)])
-    todo = max(0, n_trials - finished)
+    todo = max(0, n_trials - finished_count(study))
     if todo:
         show = sys.stderr.isatty() if progress is None else progress
         study.optimize(objective, n_trials=todo, timeout=timeout, catch=(FloatingPointError,),

@@ -27,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 from nas.io import atomic_write_text
 
 from .objectives import ArchEvaluator, objective_values
-from .optuna_search import completed_cache, counts_as_done, make_sampler, open_study, set_constraints, suggest_arch
+from .optuna_search import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
 from .stages import QUALITY
 
 DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
@@ -210,10 +210,6 @@ def restorable(path: str) -> bool:
 
     return (not os.path.exists(os.path.join(path, DONE_MARK)) and tune.Tuner.can_restore(path)
             and bool(glob.glob(os.path.join(path, "experiment_state-*.json"))))
-
-
-def finished_count(study: optuna.Study) -> int:
-    return sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))
 
 
 def _close_segment(path: str, grid, num_samples: int | None, timed: bool, study: optuna.Study) -> None:
