@@ -88,12 +88,14 @@ def metric_of(run, evaluator: ArchEvaluator, name: str) -> tuple[Callable[[Arch]
     return (lambda arch: evaluator.cost(arch)[name]), False
 
 
-def enqueue_first_trials(run, study: optuna.Study, evaluator: ArchEvaluator) -> int:
-    """Enqueue `search.spread_trials` (default: one population) feasible trials spread over the cost range."""
+def enqueue_first_trials(run, study: optuna.Study, evaluator: ArchEvaluator) -> tuple[int, str]:
+    """Enqueue `search.spread_trials` (default: one population) feasible trials spread over the cost range;
+    returns how many, and the metric they spread over."""
     s = run.spec.search
     n = min(s.population if s.spread_trials is None else s.spread_trials, s.trials)
-    cost, cheap = metric_of(run, evaluator, spread_metric(run, evaluator))
+    metric = spread_metric(run, evaluator)
+    cost, cheap = metric_of(run, evaluator, metric)
     checks = [(c, *metric_of(run, evaluator, c.metric)) for c in evaluator.constraints]
     feasible = (lambda arch: all(c.violation(value(arch)) <= 0 for c, value, _ in checks)) if checks else None
     pool = POOL if cheap and all(ok for *_, ok in checks) else max(4 * n, 40)  # counting costs ~0.2 s a network
-    return enqueue_spread(study, run.space, n, cost, run.spec.seed, feasible, pool)
+    return enqueue_spread(study, run.space, n, cost, run.spec.seed, feasible, pool), metric

@@ -188,8 +188,8 @@ def axes(objectives, directions) -> tuple[str, str]:
 def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, Any]:
     from search_spaces import Arch
 
-    from .optuna_search import completed_cache, counts_as_done, make_objective, make_sampler, open_study, run_study
-    from .spread import enqueue_first_trials, spread_metric
+    from .optuna_search import completed_cache, finished_count, make_objective, make_sampler, open_study, run_study
+    from .spread import enqueue_first_trials
 
     spec = run.spec
     if spec.search.executor == "ray":
@@ -208,9 +208,9 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
     tracker = start_tracker(run)
     sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
     study = open_study(run.dir, spec.name, run.directions, sampler)
-    spread = enqueue_first_trials(run, study, evaluator)
+    spread, metric = enqueue_first_trials(run, study, evaluator)
     if spread:
-        say(run, f"search: the first {spread} trials spread over the space's {spread_metric(run, evaluator)} range")
+        say(run, f"search: the first {spread} trials spread over the space's {metric} range")
     front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
 
     def on_trial(trial, arch, metrics):
@@ -221,8 +221,7 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
             row = {"trial": trial.number, **{k: v for k, v in metrics.items() if _finite(v)}}
             tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
 
-    done = f"{sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))} already done in " \
-           f"{os.path.join(run.dir, 'study.db')}"
+    done = f"{finished_count(study)} already done in {os.path.join(run.dir, 'study.db')}"
     if spec.search.executor == "ray":
         from .ray_search import run_ray_search
 
