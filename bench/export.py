@@ -45,7 +45,7 @@ def parse_args(argv=None):
 
 def exported_mobilenet_v2(folder: str):
     """`Net` of the file `nas export` writes for the mobilenet_v2 preset, imported from `folder`."""
-    from nas.export import write_code
+    from nas.export.code import write_code
     from search_spaces.presets import load_preset
 
     path = write_code(load_preset("mobilenet_v2"), os.path.join(folder, "mobilenet_v2_export.py"))

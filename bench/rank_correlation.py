@@ -68,7 +68,7 @@ def load(args):
     from torch.utils.data import ConcatDataset, DataLoader
 
     import search_spaces
-    from nas.data import load_dataset, make_loaders
+    from nas.data.datasets import load_dataset, make_loaders
 
     kw = {"copies": args.copies} if args.data == "digits_distorted" else {}
     splits = load_dataset(args.data, input_size=args.size, seed=args.seed, **kw)
@@ -80,9 +80,9 @@ def load(args):
 
 def train_supernet_job(args, work: str) -> float:
     """Train the supernet into `work`/supernet; returns the seconds it took."""
-    from nas.data import make_loaders
-    from nas.supernet import Supernet
-    from nas.train import TrainConfig, train_supernet
+    from nas.data.datasets import make_loaders
+    from nas.supernet.supernet import Supernet
+    from nas.training.loop import TrainConfig, train_supernet
 
     torch.set_num_threads(1)
     t0 = time.time()
@@ -101,9 +101,9 @@ def supernet_dir(args, work: str) -> str:
 
 def from_scratch_job(args, arch_string: str, i: int, s: int, work: str) -> float:
     """Held-out accuracy of `arch` trained from scratch with seed `s`."""
-    from nas.data import make_loaders
-    from nas.evaluate import evaluate
-    from nas.train import TrainConfig, train_model
+    from nas.data.datasets import make_loaders
+    from nas.evaluation.classification import evaluate
+    from nas.training.loop import TrainConfig, train_model
     from search_spaces.arch import Arch
 
     torch.set_num_threads(1)
@@ -122,12 +122,12 @@ def main(argv=None) -> int:
 
     from scipy.stats import kendalltau, spearmanr
 
-    from nas.config import HardwareSection
-    from nas.data import make_loaders
-    from nas.evaluate import evaluate, recalibrate_bn
+    from nas.spec.sections import HardwareSection
+    from nas.data.datasets import make_loaders
+    from nas.evaluation.classification import evaluate, recalibrate_bn
     from nas.latency.stage import prepare
-    from nas.supernet import Supernet
-    from nas.train import CHECKPOINT
+    from nas.supernet.supernet import Supernet
+    from nas.training.loop import CHECKPOINT
 
     args = parse_args(argv)
     torch.set_num_threads(1)

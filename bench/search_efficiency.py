@@ -41,7 +41,7 @@ def cpu_model() -> str:
 
 def prepare(work: str, epochs: int, input_size: int, bn_batches: int):
     """The run in WORK/run: its latency model and trained supernet (built on the first call, loaded after)."""
-    from nas.config import load_spec
+    from nas.spec.sections import load_spec
     from nas.search.runner import SearchRun
 
     run_dir = os.path.join(work, "run")
@@ -101,7 +101,7 @@ def run_study(run, evaluator, sampler_name: str, seed: int, n_trials: int, popul
     """One in-memory study of `n_trials` trials; returns its trials in order."""
     import optuna
 
-    from nas.search.optuna_search import make_objective, make_sampler
+    from nas.search.study import make_objective, make_sampler
 
     study = optuna.create_study(directions=run.directions, sampler=make_sampler(sampler_name, seed, population))
     objective = make_objective(run.space, evaluator, run.objectives)

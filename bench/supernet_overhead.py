@@ -2,7 +2,7 @@
 
 For each of N random paths of a space, the supernet (`forward(x, arch)`: cached templates holding
 slices of the shared max-size tensors) and `extract(arch)` (a plain module) each take a full SGD step
-(forward, backward, optimizer step, as nas.train takes it) on the same batch. Steps are interleaved
+(forward, backward, optimizer step, as nas.training.loop takes it) on the same batch. Steps are interleaved
 (the order alternating between rounds) so that bursts of load on a shared machine hit both alike; per
 path the ratio of median step times is taken, and the median over paths printed (goal <= 1.10 on CPU).
 
@@ -45,8 +45,8 @@ def parse_args(argv=None):
 
 
 def sgd_step(model, opt, x, y, arch=None) -> float:
-    """One training step as nas.train takes it (the optimizer sees the parameters that have gradients)."""
-    from nas.train import used_parameters_only
+    """One training step as nas.training.loop takes it (the optimizer sees the parameters that have gradients)."""
+    from nas.training.loop import used_parameters_only
 
     t = time.perf_counter()
     opt.zero_grad(set_to_none=True)
@@ -59,7 +59,7 @@ def sgd_step(model, opt, x, y, arch=None) -> float:
 
 def overhead(space_name: str, args) -> list[float]:
     import search_spaces
-    from nas.supernet import Supernet
+    from nas.supernet.supernet import Supernet
 
     torch.manual_seed(args.seed)
     space = search_spaces.load(space_name, input_size=args.size)
@@ -93,9 +93,9 @@ def overhead(space_name: str, args) -> list[float]:
 def rss_child(args) -> None:
     """Train the all_ops supernet on digits for a few steps (largest path first); print peak RSS in MB."""
     import search_spaces
-    from nas.data import load_dataset, make_loaders
-    from nas.supernet import Supernet
-    from nas.train import TrainConfig, make_optimizer
+    from nas.data.datasets import load_dataset, make_loaders
+    from nas.supernet.supernet import Supernet
+    from nas.training.loop import TrainConfig, make_optimizer
 
     splits = load_dataset("digits", input_size=32, seed=0)
     space = search_spaces.load("all_ops", in_channels=splits.in_channels, input_size=32,

@@ -9,7 +9,7 @@ import os
 import struct
 from typing import Any, Sequence
 
-from .io import atomic_write_bytes, atomic_write_text
+from nas.io import atomic_write_bytes, atomic_write_text
 
 TRIAL_COLUMNS = ("trial", "arch", "accuracy", "latency_ms", "params", "macs", "feasible", "on_front", "state")
 

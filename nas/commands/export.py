@@ -61,7 +61,7 @@ def load_arch(text: str):
 
 def run_folder(args) -> int:
     """`nas export RUN_DIR [--trial N] [--out DIR]`: one trial of a search run, weights from its supernet."""
-    from nas.export import export_run
+    from nas.export.code import export_run
 
     if args.weights:
         raise ValueError(f"--weights: not used with a run folder ({args.arch}); the weights come from its supernet")
@@ -79,7 +79,7 @@ def run_folder(args) -> int:
 
 
 def run(args) -> int:
-    from nas.export import export
+    from nas.export.code import export
 
     if Path(args.arch).is_dir():
         return run_folder(args)

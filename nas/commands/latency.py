@@ -76,13 +76,13 @@ def resolve(args):
     from nas.latency.profile import DeviceProfile
     from nas.latency.stage import profile_of
 
-    from .space import _overrides
+    from nas.commands.space import _overrides
 
     overrides = _overrides(args.set)
     hardware, out = None, args.out
     if _is_spec(args.target):
-        from nas.config import load_spec
-        from nas.data import load_dataset
+        from nas.spec.sections import load_spec
+        from nas.data.datasets import load_dataset
 
         spec = load_spec(args.target)
         hardware = spec.hardware

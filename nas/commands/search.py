@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from nas.config import load_spec
+    from nas.spec.sections import load_spec
 
     spec = load_spec(args.spec, args.overrides)
     if args.print_spec:

@@ -87,7 +87,7 @@ def _cost_line(space, arch) -> str:
 
 def supernet_line(space) -> str:
     """The supernet's shared parameters and their float32 size, beside the largest subnet's."""
-    from nas.seg_supernet import supernet_for
+    from nas.supernet.segmentation import supernet_for
 
     shared = sum(p.numel() for p in supernet_for(space).parameters())
     largest = space.params(space.largest())

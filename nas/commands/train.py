@@ -29,14 +29,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from nas.cli import UserError
-    from nas.config import load_spec
-    from nas.train import CHECKPOINT
+    from nas.spec.sections import load_spec
+    from nas.training.loop import CHECKPOINT
 
     spec = load_spec(args.spec, args.overrides)
     progress = not args.quiet
     if args.arch:
         return _train_arch(spec, args.arch, args.resume, progress, args.nproc)
-    from nas.distributed import supernet_dir, train_supernet_from_spec
+    from nas.launch import supernet_dir, train_supernet_from_spec
 
     ckpt = os.path.join(supernet_dir(spec), CHECKPOINT)
     if os.path.exists(ckpt) and not args.resume:
@@ -55,10 +55,10 @@ def _train_arch(spec, text: str, resume: bool, progress: bool, nproc) -> int:
     import hashlib
 
     from nas.cli import UserError
-    from nas.data import load_dataset, make_loaders
-    from nas.distributed import load_space
-    from nas.evaluate import evaluate
-    from nas.train import TrainConfig, train_model
+    from nas.data.datasets import load_dataset, make_loaders
+    from nas.launch import load_space
+    from nas.evaluation.classification import evaluate
+    from nas.training.loop import TrainConfig, train_model
     from search_spaces import Arch
 
     if nproc and nproc > 1:

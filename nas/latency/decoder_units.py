@@ -23,7 +23,7 @@ from torch import nn
 from search_spaces.arch import Arch, Decoder
 from search_spaces.segmentation import Pyramid, SegDecoder, build_call, decoder_recipe, fuse_call, pyramid
 
-from .units import Unit, encoder_units, op_unit, out_size, register_unit, stage_channels
+from nas.latency.units import Unit, encoder_units, op_unit, out_size, register_unit, stage_channels
 
 POOL, FUSE, SEG_CLASSIFIER = "seg_pool", "seg_fuse", "seg_classifier"
 

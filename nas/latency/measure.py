@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .profile import DeviceProfile
+from nas.latency.profile import DeviceProfile
 
 DEFAULT_ROUNDS = 6
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from search_spaces.arch import Arch
 
-from .table import LatencyTable, MissingEntriesError
-from .units import Unit, arch_units
+from nas.latency.table import LatencyTable, MissingEntriesError
+from nas.latency.units import Unit, arch_units
 
 FORMS = ("ratio", "linear", "family")
 
@@ -240,7 +240,7 @@ def fit_calibration(space, table: LatencyTable, profile=None, n: int = 24, seed:
                     progress: bool | None = None, save: bool = True) -> Calibration:
     """Measure `n` networks of `space` end to end on the table's profile (`profile`, if given, must be it),
     fit the calibration, store it in the table under the space's signature (and save the table)."""
-    from .table import _progress_bar
+    from nas.latency.table import _progress_bar
 
     if profile is not None and profile.key() != table.profile.key():
         raise ValueError(f"fit_calibration: profile {profile.key()} is not the table's ({table.profile.key()})")

@@ -33,7 +33,7 @@ class DeviceProfile(ProfileFields):
     """
 
     def validate(self, path: str = "hardware") -> None:
-        from nas.schema import SpecError
+        from nas.spec.schema import SpecError
 
         p = f"{path}." if path else ""
         if self.kind not in KINDS:
@@ -62,7 +62,7 @@ class DeviceProfile(ProfileFields):
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, path: str = "hardware") -> "DeviceProfile":
         """From the spec's `hardware:` section; unknown keys and bad values raise a one-line `SpecError`."""
-        from nas.schema import from_dict
+        from nas.spec.schema import from_dict
 
         if dataclasses.is_dataclass(data):
             data = dataclasses.asdict(data)
@@ -80,7 +80,7 @@ class DeviceProfile(ProfileFields):
         return dataclasses.replace(self, **changes)
 
 
-# keys of the spec's `hardware:` section (nas.config.HardwareSection) that are about the table, not the device
+# keys of the spec's `hardware:` section (nas.spec.sections.HardwareSection) that are about the table, not the device
 _NON_PROFILE_KEYS = {"calibration_archs", "table", "allow_foreign"}
 
 

@@ -14,9 +14,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from nas.io import atomic_write_json
 
-from . import measure as measure_mod
-from .profile import DeviceProfile, fingerprint_difference, machine_fingerprint
-from .units import Unit, arch_units, classifier_unit, layer_units, sequence_units, space_units
+from nas.latency import measure as measure_mod
+from nas.latency.profile import DeviceProfile, fingerprint_difference, machine_fingerprint
+from nas.latency.units import Unit, arch_units, classifier_unit, layer_units, sequence_units, space_units
 
 FORMAT = 1
 

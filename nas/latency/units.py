@@ -152,7 +152,7 @@ def encoder_units(arch: Arch) -> tuple[list[Unit], list[tuple[int, int]]]:
 def arch_units(arch: Arch) -> list[Unit]:
     """Every unit of `Arch`, in order: stem, stages, head, then the classifier (or the decoder's units)."""
     if arch.decoder is not None:
-        from .decoder_units import seg_arch_units
+        from nas.latency.decoder_units import seg_arch_units
 
         return seg_arch_units(arch)
     units, outs = encoder_units(arch)
@@ -215,10 +215,10 @@ def space_units(space) -> list[Unit]:
         clf = arch.classifier or Classifier(10)
         add(classifier_unit(clf, c, size) for c in sorted(chans))
     else:
-        from .decoder_units import space_decoder_units
+        from nas.latency.decoder_units import space_decoder_units
 
         add(space_decoder_units(space))
     return list(seen.values())
 
 
-from . import decoder_units  # noqa: E402,F401  (registers the decoder's unit kinds)
+from nas.latency import decoder_units  # noqa: E402,F401  (registers the decoder's unit kinds)

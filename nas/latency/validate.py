@@ -18,7 +18,7 @@ import numpy as np
 from nas.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from search_spaces.arch import Arch
 
-from .predictor import LatencyModel, measure_archs, reference_arch, space_signature
+from nas.latency.predictor import LatencyModel, measure_archs, reference_arch, space_signature
 
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -69,7 +69,7 @@ def validate(space, model: LatencyModel, n: int = 50, seed: int = 1, out_dir: st
     same figures, `remeasure`): the noise floor of the machine, which no predictor can beat.
     With `out_dir`, writes validation.json (every network), validation.png and validation.html
     (predicted vs measured) there, atomically."""
-    from .table import _progress_bar
+    from nas.latency.table import _progress_bar
 
     cal = model.calibration
     archs = validation_archs(space, n, seed, exclude=[p["arch"] for p in cal.points])

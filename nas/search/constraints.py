@@ -53,7 +53,7 @@ def unmet_message(space, constraint: Constraint, minimum: float) -> str:
 
 def check_achievable(space, constraints, latency_model=None) -> None:
     """Raise a one-line `SpecError` for the first constraint that no architecture of `space` can meet."""
-    from nas.schema import SpecError
+    from nas.spec.schema import SpecError
 
     for c in constraints:
         low = minimum_achievable(space, c.metric, latency_model=latency_model)

@@ -72,8 +72,8 @@ def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, fl
     `on_epoch(epoch, val_acc)` returning False stops early."""
     import torch
 
-    from nas.data import make_loaders
-    from nas.train import TrainConfig, train_model
+    from nas.data.datasets import make_loaders
+    from nas.training.loop import TrainConfig, train_model
     from search_spaces import build_model
 
     class Stop(Exception):
@@ -105,7 +105,7 @@ class MultiTrialScorer:
         self.halving = SuccessiveHalving(run.path("multi_trial_rungs.json"), run.spec.search.trial_epochs)
 
     def __call__(self, arch) -> dict[str, float]:
-        from nas.train import TrainingDiverged
+        from nas.training.loop import TrainingDiverged
 
         key, pruned = arch.to_string(), {"at": None}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from nas.io import atomic_write_json
 
-from .stages import QUALITY, loaders, say, train_config
+from nas.search.stages import QUALITY, loaders, say, train_config
 
 
 def spread(front: list[dict[str, Any]], k: int, key: str) -> list[dict[str, Any]]:
@@ -50,8 +50,8 @@ def _load(path: str) -> dict[str, Any]:
 def train_and_test(run, arch, tag: str, label: str) -> dict[str, Any]:
     """Train `arch` from scratch for retrain.epochs (resumable) and evaluate on the test split (its latency is
     measured later, beside the others: `measure_side_by_side`)."""
-    from nas.evaluate import evaluate
-    from nas.train import train_model
+    from nas.evaluation.classification import evaluate
+    from nas.training.loop import train_model
     from search_spaces import build_model
 
     cache = run.path("retrain", tag, "result.json")

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from nas.config import Spec
+from nas.spec.sections import Spec
 from nas.io import atomic_write_json, atomic_write_text
-from nas.schema import SpecError, to_dict
+from nas.spec.schema import SpecError, to_dict
 
 log = logging.getLogger("nas.search")
 
@@ -31,7 +31,7 @@ class SearchRun:
         self.resume = resume
         self.progress = progress
         self._prepare_dir()
-        from nas.data import load_dataset
+        from nas.data.datasets import load_dataset
 
         self.splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size,
                                    seed=spec.seed, download=spec.data.download)
@@ -58,7 +58,7 @@ class SearchRun:
         atomic_write_text(spec_path, text)
 
     def _load_space(self):
-        from nas.distributed import load_space
+        from nas.launch import load_space
 
         return load_space(self.spec, self.splits)
 

@@ -17,7 +17,7 @@ import optuna
 
 from search_spaces import Arch
 
-from .objectives import QUALITY, ArchEvaluator
+from nas.search.objectives import QUALITY, ArchEvaluator
 
 POOL = 600  # samples whose cost quantiles the enqueued trials take (costs must be cheap: table lookups)
 

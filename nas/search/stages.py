@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from nas.io import atomic_write_text
-from nas.schema import to_dict
+from nas.spec.schema import to_dict
 
-from .objectives import QUALITY, ArchEvaluator
-from .pareto import hypervolume, knee_point, non_dominated, to_minimisation
+from nas.search.objectives import QUALITY, ArchEvaluator
+from nas.search.pareto import hypervolume, knee_point, non_dominated, to_minimisation
 
 log = logging.getLogger("nas.search")
 
@@ -28,14 +28,14 @@ def say(run, msg: str) -> None:
 
 
 def loaders(run):
-    from nas.data import make_loaders
+    from nas.data.datasets import make_loaders
 
     return make_loaders(run.splits, run.spec.data.batch_size, seed=run.spec.seed,
                         num_workers=run.spec.data.num_workers)
 
 
 def train_config(run, epochs: int | None = None):
-    from nas.train import TrainConfig
+    from nas.training.loop import TrainConfig
 
     return TrainConfig.from_spec(run.spec, epochs=epochs)
 
@@ -43,7 +43,7 @@ def train_config(run, epochs: int | None = None):
 def trained_supernet(run):
     """The run's supernet, trained for spec.supernet.epochs (resuming a partial training) in this process, in N
     DDP processes or on Ray Train, as `spec.distributed` says."""
-    from nas.distributed import train_supernet_from_spec
+    from nas.launch import train_supernet_from_spec
 
     d = run.spec.distributed
     if d.backend != "none":
@@ -62,7 +62,7 @@ def supernet_checkpoint(run_dir: str):
     """The run's last supernet checkpoint (a dict with "model" and "epoch"), or None when there is none."""
     import torch
 
-    from nas.train import CHECKPOINT
+    from nas.training.loop import CHECKPOINT
 
     path = os.path.join(run_dir, "supernet", CHECKPOINT)
     return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
@@ -70,7 +70,7 @@ def supernet_checkpoint(run_dir: str):
 
 def supernet_with(space, checkpoint: dict):
     """The space's supernet holding the checkpoint's weights, in eval mode."""
-    from nas.seg_supernet import supernet_for
+    from nas.supernet.segmentation import supernet_for
 
     supernet = supernet_for(space)
     supernet.load_state_dict(checkpoint["model"])
@@ -79,7 +79,7 @@ def supernet_with(space, checkpoint: dict):
 
 def load_trained_supernet(space, run_dir: str):
     """The supernet with the weights of the run's last checkpoint (for Ray workers and export)."""
-    from nas.train import CHECKPOINT
+    from nas.training.loop import CHECKPOINT
 
     ck = supernet_checkpoint(run_dir)
     if ck is None:
@@ -90,11 +90,11 @@ def load_trained_supernet(space, run_dir: str):
 
 def one_shot_scorer(run, supernet):
     """Accuracy (mIoU for segmentation) of a path with inherited weights, BN recalibrated, on the val split."""
-    from nas.evaluate import score_arch
+    from nas.evaluation.classification import score_arch
 
     train_loader, val_loader, _ = loaders(run)
     if run.space.task == "segmentation":
-        from nas.segmentation import score_seg_arch
+        from nas.evaluation.segmentation import score_seg_arch
 
         def score_seg(arch) -> dict[str, float]:
             out = score_seg_arch(supernet, arch, train_loader, val_loader, run.spec.search.bn_batches)
@@ -188,19 +188,19 @@ def axes(objectives, directions) -> tuple[str, str]:
 def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, Any]:
     from search_spaces import Arch
 
-    from .optuna_search import completed_cache, finished_count, make_objective, make_sampler, open_study, run_study
-    from .spread import enqueue_first_trials
+    from nas.search.study import completed_cache, finished_count, make_objective, make_sampler, open_study, run_study
+    from nas.search.spread import enqueue_first_trials
 
     spec = run.spec
     if spec.search.executor == "ray":
-        from .ray_search import connect
+        from nas.search.executors.ray_tune import connect
 
         connect(spec.search.ray)  # before any training: a runtime that cannot hold one trial fails here
     if spec.search.mode == "one_shot":
         supernet = trained_supernet(run)
         score = one_shot_scorer(run, supernet)
     else:
-        from .multi_trial import MultiTrialScorer
+        from nas.search.multi_trial import MultiTrialScorer
 
         supernet, score = None, MultiTrialScorer(run)
     evaluator = ArchEvaluator(score, latency_model, constraints)
@@ -223,7 +223,7 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
 
     done = f"{finished_count(study)} already done in {os.path.join(run.dir, 'study.db')}"
     if spec.search.executor == "ray":
-        from .ray_search import run_ray_search
+        from nas.search.executors.ray_tune import run_ray_search
 
         say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, {done})")
         study = run_ray_search(run, evaluator, on_trial=on_trial)
@@ -249,7 +249,7 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
         export_best(run, best_arch, supernet, best_row)
         summary["best"] = best_row
     if spec.retrain.top_k > 0:
-        from .retrain import retrain_front
+        from nas.search.retrain import retrain_front
 
         summary["retrain"], baseline = retrain_front(run, rows, latency_model)
     write_local(run.dir, rows, x=x, y=y, reference=baseline, title=f"{spec.name}: {y} vs {x} ({run.space.name})")
@@ -258,7 +258,7 @@ def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, A
         tracker.run.summary["hypervolume"] = summary["hypervolume"]
         tracker.finish()
     summary["seconds"] = round(time.time() - t0, 1)
-    from .runner import save_summary
+    from nas.search.runner import save_summary
 
     save_summary(run, summary)
     return summary
@@ -290,21 +290,21 @@ def start_tracker(run):
 
 def export_best(run, arch, supernet, row) -> None:
     """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or trained), optional ONNX."""
-    from nas.export import save_weights, write_code
+    from nas.export.code import save_weights, write_code
 
     best = run.path("best")
     os.makedirs(best, exist_ok=True)
     atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())
     weights = None
     if supernet is not None:
-        from nas.export import recalibrated_path
+        from nas.export.code import recalibrated_path
 
         model = recalibrated_path(run.spec, supernet, arch)  # BN statistics as the trial was scored with
         weights = os.path.join(best, "weights.pt")
         save_weights(model, weights)
     write_code(arch, os.path.join(best, "model.py"), weights=weights)
     if run.spec.export.onnx and supernet is not None:
-        from nas.export import write_onnx
+        from nas.export.code import write_onnx
 
         write_onnx(model, arch, os.path.join(best, "model.onnx"))
     say(run, f"best (trial {row['trial']}, {run.spec.export.choose}): "

@@ -2,7 +2,7 @@
 import math
 
 import search_spaces
-from nas.supernet import Supernet
+from nas.supernet.supernet import Supernet
 from nas.cli import main
 
 

@@ -3,10 +3,10 @@ import dataclasses
 
 import pytest
 
-from nas.config import HardwareSection, load_spec
+from nas.spec.sections import HardwareSection, load_spec
 from nas.latency.profile import _NON_PROFILE_KEYS, DeviceProfile
 from nas.latency.stage import profile_of
-from nas.schema import SpecError
+from nas.spec.schema import SpecError
 
 
 def names(cls):

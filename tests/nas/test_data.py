@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DataError, load_dataset, make_loaders, stratified_split
+from nas.data.datasets import DataError, load_dataset, make_loaders, stratified_split
 
 
 def test_digits_is_real_and_stratified():

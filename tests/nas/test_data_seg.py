@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-import nas.data_seg  # noqa: F401  (registers "segfolder")
-from nas.data import DataError, load_dataset, make_loaders
+import nas.data.segfolder  # noqa: F401  (registers "segfolder")
+from nas.data.datasets import DataError, load_dataset, make_loaders
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 

@@ -12,11 +12,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from nas.config import load_spec
-from nas.data import load_dataset
-from nas.distributed import launch_ddp, load_space
-from nas.supernet import Supernet
-from nas.train import CHECKPOINT, TrainConfig, train_supernet
+from nas.spec.sections import load_spec
+from nas.data.datasets import load_dataset
+from nas.launch import launch_ddp, load_space
+from nas.supernet.supernet import Supernet
+from nas.training.loop import CHECKPOINT, TrainConfig, train_supernet
 from train_helpers import spec_dict
 
 WORLD = 2

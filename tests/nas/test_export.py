@@ -14,8 +14,8 @@ from torch import nn
 
 import search_spaces
 from nas.cli import main
-from nas.export import MODEL_WRITERS, generate_code, save_weights, write_code
-from nas.opsource import OpSource
+from nas.export.code import MODEL_WRITERS, generate_code, save_weights, write_code
+from nas.export.opsource import OpSource
 from search_spaces import build_model
 from search_spaces.arch import Arch, Decoder
 from search_spaces.presets import load_preset
@@ -129,7 +129,7 @@ def test_smoke_run_and_load_net(tmp_path):
 def test_onnx_matches_for_a_preset_and_a_deformable_arch(tmp_path, spaces):
     import onnxruntime as ort
 
-    from nas.export import export
+    from nas.export.code import export
 
     deform = next(a for a in (spaces["all_ops"].sample(random.Random(s)) for s in range(50)) if "deform_conv" in a.to_string())
     small_preset = load_preset("resnet18", input_size=32, num_classes=10, width_mult=0.25)  # quick to export

@@ -4,10 +4,10 @@ import pytest
 import ray
 import torch
 
-from nas.config import load_spec
-from nas.data import load_dataset
-from nas.distributed import launch_ray, load_space
-from nas.supernet import Supernet
+from nas.spec.sections import load_spec
+from nas.data.datasets import load_dataset
+from nas.launch import launch_ray, load_space
+from nas.supernet.supernet import Supernet
 from train_helpers import spec_dict
 
 

@@ -10,14 +10,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import search_spaces
-from nas.config import load_spec
-from nas.data import draw_shapes
-from nas.export import MODEL_WRITERS, write_code
-from nas.seg_export import segmentation_code
-from nas.seg_supernet import EncoderSpace, SegSupernet, part_keys, supernet_for
-from nas.segmentation import score_seg_arch
-from nas.train import TrainConfig, train_supernet
-from nas.supernet import SupernetError
+from nas.spec.sections import load_spec
+from nas.data.datasets import draw_shapes
+from nas.export.code import MODEL_WRITERS, write_code
+from nas.export.segmentation import segmentation_code
+from nas.supernet.segmentation import EncoderSpace, SegSupernet, part_keys, supernet_for
+from nas.evaluation.segmentation import score_seg_arch
+from nas.training.loop import TrainConfig, train_supernet
+from nas.supernet.supernet import SupernetError
 from search_spaces import Decoder
 from search_spaces.segmentation import CONTEXTS, FUSIONS, UPSAMPLES, SegNet, pyramid
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nas.segmentation import (class_iou, confusion_matrix, evaluate_segmentation, mean_iou, pixel_accuracy,
+from nas.evaluation.segmentation import (class_iou, confusion_matrix, evaluate_segmentation, mean_iou, pixel_accuracy,
                               score_seg_arch)
 from search_spaces import Arch, Decoder, Layer
 from search_spaces.segmentation import SegNet

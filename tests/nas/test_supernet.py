@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import search_spaces
-from nas.sampling import FairSampler, SandwichSampler, UniformSampler, make_sampler
-from nas.supernet import Supernet, SupernetError
+from nas.supernet.sampling import FairSampler, SandwichSampler, UniformSampler, make_sampler
+from nas.supernet.supernet import Supernet, SupernetError
 from train_helpers import space_file
 
 

@@ -6,12 +6,12 @@ import torch
 
 import search_spaces
 from nas.cli import main
-from nas.config import load_spec
-from nas.data import load_dataset, make_loaders
-from nas.distributed import supernet_dir, train_from_spec
-from nas.evaluate import evaluate, recalibrate_bn, score_arch
-from nas.supernet import Supernet
-from nas.train import CHECKPOINT, TrainConfig, train_model, warmup_cosine
+from nas.spec.sections import load_spec
+from nas.data.datasets import load_dataset, make_loaders
+from nas.launch import supernet_dir, train_from_spec
+from nas.evaluation.classification import evaluate, recalibrate_bn, score_arch
+from nas.supernet.supernet import Supernet
+from nas.training.loop import CHECKPOINT, TrainConfig, train_model, warmup_cosine
 from train_helpers import space_file, spec_dict
 
 
@@ -103,7 +103,7 @@ def test_cli_trains_and_refuses_to_overwrite(tmp_path, capsys):
 def test_channels_last_leaves_conv3d_weights_alone():
     """`Module.to(memory_format=channels_last)` raises on a conv3d weight; `to_channels_last` converts the rest."""
     from ops import build_op
-    from nas.train import to_channels_last
+    from nas.training.loop import to_channels_last
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(build_op("conv", 3, 8, stride=1), build_op("conv3d", 8, 8, stride=1))

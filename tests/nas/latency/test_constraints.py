@@ -5,7 +5,7 @@ import pytest
 from nas.latency.predictor import Calibration, LatencyModel
 from nas.latency.table import LatencyTable
 from nas.latency.units import space_units
-from nas.schema import SpecError
+from nas.spec.schema import SpecError
 from nas.search.constraints import Constraint, check_achievable, minimum_achievable
 
 

@@ -4,7 +4,7 @@ from torch import nn
 
 from nas.latency.measure import Measurement, measure, measure_many
 from nas.latency.profile import DeviceProfile, fingerprint_difference, machine_fingerprint
-from nas.schema import SpecError
+from nas.spec.schema import SpecError
 
 
 class ThreadSpy(nn.Module):

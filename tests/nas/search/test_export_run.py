@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from nas.cli import main
-from nas.config import load_spec
-from nas.distributed import load_space
-from nas.export import recalibrated_path
+from nas.spec.sections import load_spec
+from nas.launch import load_space
+from nas.export.code import recalibrated_path
 from nas.search.runner import SearchRun
 from nas.search.stages import load_trained_supernet
 from search_spaces.arch import Arch

@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from nas.config import load_spec
+from nas.spec.sections import load_spec
 from nas.search.multi_trial import SuccessiveHalving, asha_cutoff, rungs
 from nas.search.runner import SearchRun
 

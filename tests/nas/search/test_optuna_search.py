@@ -6,7 +6,7 @@ import pytest
 
 import search_spaces
 from nas.search.objectives import ArchEvaluator
-from nas.search.optuna_search import SAMPLERS, make_objective, make_sampler, open_study, run_study
+from nas.search.study import SAMPLERS, make_objective, make_sampler, open_study, run_study
 from tiny_space import TINY_SPACE
 
 

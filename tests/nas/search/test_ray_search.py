@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 import search_spaces
-from nas.config import load_spec
+from nas.spec.sections import load_spec
 from nas.search.constraints import Constraint
 from nas.search.objectives import ArchEvaluator
-from nas.search.optuna_search import counts_as_done
-from nas.schema import SpecError
-from nas.search.ray_search import _HOOKS, DONE_MARK, ArchSpace, StudySearch, connect, restorable, segments
+from nas.search.study import counts_as_done
+from nas.spec.schema import SpecError
+from nas.search.executors.ray_tune import _HOOKS, DONE_MARK, ArchSpace, StudySearch, connect, restorable, segments
 from nas.search.runner import SearchRun
 from nas.tracking import find_offline_runs, read_offline_run
 from tiny_space import TINY_SPACE

@@ -2,7 +2,7 @@ import json
 import os
 
 from nas.commands.search import format_summary
-from nas.config import load_spec
+from nas.spec.sections import load_spec
 from nas.search.retrain import beats, spread
 from nas.search.runner import SearchRun
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nas.cli import main
-from nas.config import load_spec
-from nas.schema import SpecError
+from nas.spec.sections import load_spec
+from nas.spec.schema import SpecError
 from nas.search.runner import SearchRun
 from nas.tracking import find_offline_runs, read_offline_run
 

@@ -8,9 +8,9 @@ import sys
 
 import torch
 
-from nas.config import load_spec
-from nas.distributed import load_space
-from nas.export import recalibrated_path
+from nas.spec.sections import load_spec
+from nas.launch import load_space
+from nas.export.code import recalibrated_path
 from nas.latency.table import LatencyTable
 from nas.search.runner import SearchRun
 from nas.search.stages import load_trained_supernet

@@ -3,7 +3,7 @@ import random
 import optuna
 
 import search_spaces
-from nas.search.optuna_search import suggest_arch
+from nas.search.study import suggest_arch
 from nas.search.spread import coarse_to_fine, corner_assignment, enqueue_spread, spread_assignments
 
 

@@ -1,4 +1,4 @@
-"""The export writer for dense-prediction archs: `segmentation_code(arch, src)` for `nas.export.MODEL_WRITERS`.
+"""The export writer for dense-prediction archs: `segmentation_code(arch, src)` for `nas.export.code.MODEL_WRITERS`.
 
 It writes `SegDecoder` (copied from search_spaces.segmentation: torch only) and a `Net` whose
 `__init__` holds literal op calls (from the same `decoder_recipe` that `SegNet` builds from) and
@@ -12,8 +12,8 @@ import inspect
 from search_spaces.arch import Arch
 from search_spaces.segmentation import SegDecoder, SegNet, decoder_recipe, pyramid
 
-from .export import _block, encoder_code, op_call
-from .opsource import OpSource
+from nas.export.code import _block, encoder_code, op_call
+from nas.export.opsource import OpSource
 
 RESERVED = ("SegDecoder",)  # the class this writer defines besides Net
 

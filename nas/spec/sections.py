@@ -8,8 +8,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from .latency.profile import ProfileFields
-from .schema import SpecError, from_dict, to_dict
+from nas.latency.profile import ProfileFields
+from nas.spec.schema import SpecError, from_dict, to_dict
 
 METRICS = ("accuracy", "miou", "pixel_accuracy", "latency_ms", "params", "macs", "peak_activation_mb")
 

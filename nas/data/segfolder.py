@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .data import DataError, Splits, register_dataset
+from nas.data.datasets import DataError, Splits, register_dataset
 
 IGNORE_INDEX = 255
 VOC_CLASSES = 21

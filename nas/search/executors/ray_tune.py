@@ -26,9 +26,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from nas.io import atomic_write_text
 
-from .objectives import ArchEvaluator, objective_values
-from .optuna_search import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
-from .stages import QUALITY
+from nas.search.objectives import ArchEvaluator, objective_values
+from nas.search.study import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
+from nas.search.stages import QUALITY
 
 DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
 _HOOKS: dict[str, Callable] = {}  # study storage URL -> the driver's on_trial(trial, arch, metrics); never pickled
@@ -109,8 +109,8 @@ def _trial_setup(config: dict, space, spec_dict: dict, run_dir: str, supernet: b
     """The worker's spec, loaders (and supernet) for this run, loaded once per actor; the config's arch."""
     import torch
 
-    from nas.config import load_spec
-    from nas.data import load_dataset, make_loaders
+    from nas.spec.sections import load_spec
+    from nas.data.datasets import load_dataset, make_loaders
 
     state = _WORKER.get(run_dir)
     if state is None:
@@ -122,7 +122,7 @@ def _trial_setup(config: dict, space, spec_dict: dict, run_dir: str, supernet: b
         _WORKER.clear()
         _WORKER[run_dir] = state
     if supernet and "supernet" not in state:
-        from .stages import load_trained_supernet
+        from nas.search.stages import load_trained_supernet
 
         net = load_trained_supernet(space, run_dir)
         state["supernet"] = net.cuda() if torch.cuda.is_available() else net
@@ -134,7 +134,7 @@ def one_shot_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
     """Tune function trainable: score one path of the trained supernet; report accuracy and costs."""
     from ray import tune
 
-    from nas.evaluate import score_arch
+    from nas.evaluation.classification import score_arch
 
     if config.get("cached"):
         tune.report({**config["cached"], **config["cost"], "cached": True})
@@ -149,9 +149,9 @@ def multi_trial_trial(config: dict, space, spec_dict: dict, run_dir: str) -> Non
     """Tune function trainable: train one candidate from scratch, reporting after each epoch (ASHA stops it)."""
     from ray import tune
 
-    from nas.train import TrainingDiverged
+    from nas.training.loop import TrainingDiverged
 
-    from .multi_trial import train_candidate
+    from nas.search.multi_trial import train_candidate
 
     epochs = int(spec_dict["search"]["trial_epochs"])
     if config.get("cached"):
@@ -178,7 +178,7 @@ def connect(ray_section) -> None:
     a local runtime that cannot hold one trial's resources is an error here, before any training."""
     import ray
 
-    from nas.schema import SpecError
+    from nas.spec.schema import SpecError
 
     if not ray.is_initialized():
         if ray_section.address:
@@ -230,9 +230,9 @@ def run_ray_search(run, evaluator: ArchEvaluator, on_trial: Callable | None = No
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from nas.schema import to_dict
+    from nas.spec.schema import to_dict
 
-    from .stages import say
+    from nas.search.stages import say
 
     spec, rs = run.spec, run.spec.search.ray
     multi = spec.search.mode == "multi_trial"

@@ -1,6 +1,6 @@
 """`SegSupernet`: the weight-sharing supernet of a dense-prediction space (encoder + decoder choices).
 
-The encoder is `nas.supernet.Supernet` over the same positions (the space seen as a classification
+The encoder is `nas.supernet.supernet.Supernet` over the same positions (the space seen as a classification
 space: its classifier is built but never used). The STN in front of the stem is one shared module.
 The decoder's parts are shared per decision, as the encoder's candidates are per position: one set
 of laterals and one classifier, one module per context, per fusion and per upsampling op, each built
@@ -31,7 +31,7 @@ from search_spaces.arch import Arch, Classifier, Decoder
 from search_spaces.schema import DECODER_FIELDS, ClassifierSpec
 from search_spaces.segmentation import SegDecoder, SegNet, build_call, build_decoder, decoder_recipe, pyramid
 
-from .supernet import Supernet, SupernetError
+from nas.supernet.supernet import Supernet, SupernetError
 
 TEMPLATE_CACHE = 1024
 
@@ -91,7 +91,7 @@ class SegSupernet(nn.Module):
         super().__init__()
         dec = getattr(space.spec, "decoder", None)
         if dec is None:
-            raise SupernetError(f"seg supernet: space '{space.name}' has no decoder; use nas.supernet.Supernet")
+            raise SupernetError(f"seg supernet: space '{space.name}' has no decoder; use nas.supernet.supernet.Supernet")
         self.space = space
         self.encoder = Supernet(EncoderSpace(space))
         self.stn = build_op("stn", space.in_channels, space.in_channels) if True in dec.stn else None

@@ -260,5 +260,3 @@ def make_loaders(splits: Splits, batch_size: int, seed: int = 0, distributed: bo
     test = DataLoader(splits.test, batch_size=eval_bs, num_workers=num_workers)
     return train, val, test
 
-
-from . import data_seg  # noqa: E402,F401  (registers the `segfolder` dataset)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from .train import CHECKPOINT, TrainConfig, broadcast_state, init_distributed, train_supernet
+from nas.training.loop import CHECKPOINT, TrainConfig, broadcast_state, init_distributed, train_supernet
 
 
 def supernet_dir(spec) -> str:
@@ -44,8 +44,8 @@ def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, prog
                     on_epoch_end: Callable[[dict, str], None] | None = None, splits=None) -> dict[str, Any]:
     """Train the spec's supernet (one worker of a distributed run, or the only one); returns the trained supernet,
     its history and checkpoint path. `splits`: the spec's dataset when the caller has it loaded already."""
-    from .data import load_dataset, make_loaders
-    from .seg_supernet import supernet_for
+    from nas.data.datasets import load_dataset, make_loaders
+    from nas.supernet.segmentation import supernet_for
 
     ctx = init_distributed()
     cfg = TrainConfig.from_spec(spec)
@@ -69,7 +69,7 @@ def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, prog
 # --- torch's elastic launcher ----------------------------------------------------------------------------------------
 
 def _ddp_worker(spec_dict: dict, run_dir: str, resume: bool, progress: bool, threads: int) -> dict[str, Any]:
-    from .config import load_spec
+    from nas.spec.sections import load_spec
 
     torch.set_num_threads(threads)
     try:
@@ -90,7 +90,7 @@ def launch_ddp(spec, nproc: int, resume: bool = False, progress: bool = True, ru
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from .schema import to_dict
+    from nas.spec.schema import to_dict
 
     if nproc < 1:
         raise ValueError(f"--nproc: {nproc} is not a process count; valid: integers >= 1")
@@ -130,7 +130,7 @@ def _failure_message(failure) -> str:
 def _ray_worker(config: dict) -> None:
     import ray.train
 
-    from .config import load_spec
+    from nas.spec.sections import load_spec
 
     rank = ray.train.get_context().get_world_rank()
     # a folder per rank: ranks may sit on other machines, and none reads a file another is writing
@@ -161,7 +161,7 @@ def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = Fal
     from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from .schema import to_dict
+    from nas.spec.schema import to_dict
 
     if num_workers < 1:
         raise ValueError(f"distributed.num_workers: {num_workers} is not a worker count; valid: integers >= 1")

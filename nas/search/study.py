@@ -11,7 +11,7 @@ import optuna
 
 from search_spaces import Arch
 
-from .objectives import ArchEvaluator, objective_values
+from nas.search.objectives import ArchEvaluator, objective_values
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 

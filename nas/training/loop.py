@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .io import atomic_torch_save
+from nas.io import atomic_torch_save
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -76,7 +76,7 @@ class TrainConfig:
     @classmethod
     def from_spec(cls, spec, epochs: Optional[int] = None) -> "TrainConfig":
         """The spec's `supernet` section, with data.batch_size and the spec's seed."""
-        from .schema import to_dict
+        from nas.spec.schema import to_dict
 
         d = to_dict(spec.supernet)
         d.update(batch_size=spec.data.batch_size, seed=spec.seed)
@@ -229,7 +229,7 @@ def _say(msg: str) -> None:
 def train_supernet(supernet, loaders, cfg, run_dir: str, resume: bool = False, progress: bool = True,
                    on_epoch_end: Callable[[dict, str], None] | None = None) -> list[dict]:
     """Train `supernet` with one (or, for sandwich, three) sampled paths per step; returns the epoch history."""
-    from .sampling import make_sampler
+    from nas.supernet.sampling import make_sampler
 
     cfg = as_config(cfg)
     sampler = make_sampler(cfg.sampler, supernet.space, cfg.seed)
@@ -305,7 +305,7 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
         average_bn_stats(model, ctx.world)
         record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0], **stats}
         if sampler is None and val_loader is not None and ctx.main:
-            from .evaluate import evaluate
+            from nas.evaluation.classification import evaluate
 
             record.update({f"val_{k}": v for k, v in evaluate(model, val_loader).items()})
         history.append(record)

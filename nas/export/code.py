@@ -1,7 +1,7 @@
 """Arch (+ weights) -> one standalone, readable PyTorch file (+ .pt weights, + .onnx).
 
 The generated file imports torch only (and torchvision's `deform_conv2d` when a deformable conv is
-used): the op classes are copied from `ops/` (`nas.opsource`), and `Net` is written out with literal
+used): the op classes are copied from `ops/` (`nas.export.opsource`), and `Net` is written out with literal
 constructor arguments and the module tree of the framework's model for that task, so the framework
 model's `state_dict()` loads into `Net()` unchanged. The model class is chosen by `arch.task`
 through `MODEL_WRITERS`; a task without a writer is an error naming the tasks that have one.
@@ -27,8 +27,8 @@ from ops.layers import make_act
 from search_spaces.arch import Arch, Classifier, Layer
 from search_spaces.builder import build_model, layer_out_channels
 
-from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text
-from .opsource import OpSource
+from nas.io import atomic_torch_save, atomic_write_bytes, atomic_write_text
+from nas.export.opsource import OpSource
 
 RESERVED = ("Net", "SegDecoder", "WEIGHTS", "load_net", "os", "sys")  # names the generated file defines besides the ops
 
@@ -146,7 +146,7 @@ MODEL_WRITERS: dict[str, Callable[[Arch, OpSource], str]] = {"classification": c
 
 
 def _register_segmentation() -> None:
-    from .seg_export import segmentation_code
+    from nas.export.segmentation import segmentation_code
 
     MODEL_WRITERS["segmentation"] = segmentation_code
 
@@ -281,7 +281,7 @@ RUN_FILES = ("spec.yaml", "study.db")
 
 def run_spec(run_dir: str | os.PathLike):
     """The spec of the search run in `run_dir`; a folder that is not one is one line naming what is expected."""
-    from .config import load_spec
+    from nas.spec.sections import load_spec
 
     missing = [f for f in RUN_FILES if not (Path(run_dir) / f).is_file()]
     if missing:
@@ -326,8 +326,8 @@ def chosen_trial(run_dir: str | os.PathLike) -> int:
 
 def recalibrated_path(spec, supernet, arch):
     """`supernet.extract(arch)` with BN statistics re-estimated as the search scored it (same batches)."""
-    from nas.data import load_dataset, make_loaders
-    from nas.evaluate import recalibrate_bn
+    from nas.data.datasets import load_dataset, make_loaders
+    from nas.evaluation.classification import recalibrate_bn
 
     splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
                           download=False)
@@ -339,9 +339,9 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
                onnx: bool = False) -> tuple[int, dict, list[Path]]:
     """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
     in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); weights extracted from the run's supernet."""
-    from nas.distributed import load_space
+    from nas.launch import load_space
     from nas.search.stages import load_trained_supernet
-    from nas.train import CHECKPOINT
+    from nas.training.loop import CHECKPOINT
 
     spec = run_spec(run_dir)
     default_out = Path(run_dir, "best") if trial is None else None

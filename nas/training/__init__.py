@@ -1,0 +1,1 @@
+"""The training loop (supernet and standalone), AMP, and the distributed primitives it uses."""
