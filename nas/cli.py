@@ -4,20 +4,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+
+from nas import __version__
+from nas.errors import SearchFailed, UserError
+from ops.registry import OpError
+from search_spaces import SpaceError
 
 # each sub-command lives in nas/commands/<name>.py with `register(subparsers)` setting `func`
 COMMANDS = ("search", "train", "latency", "export", "space", "ops")
-
-
-class UserError(Exception):
-    """Bad input: printed as one line, no traceback."""
+# what bad input raises (nas.errors.UserError covers SpecError, DataError, ...; spaces and ops live below nas)
+USER_ERRORS = (UserError, SpaceError, OpError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search over convolution ops.",
         epilog="Run `nas COMMAND --help` for the options of one command.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -28,12 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
-
-
-def _version() -> str:
-    from nas import __version__
-
-    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the run folder is resumable with --resume", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, KeyError) as e:
+    except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"nas {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, SearchFailed) else 2
+    except Exception:  # noqa: BLE001  (anything else is a bug of ours: show where)
+        traceback.print_exc()
+        print(f"nas {args.command}: internal error (a bug in convnas, not in your input); please report it with "
+              f"the traceback above", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

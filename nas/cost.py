@@ -36,6 +36,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
+from ops import build_op, op_spec
+from search_spaces import build_model
+
 __all__ = ["Cost", "count", "count_with_output", "count_arch", "count_op", "op_example", "make_inputs",
            "format_count", "format_bytes"]
 
@@ -266,8 +269,6 @@ def count_with_output(model: nn.Module, input_shape=None, *, inputs: Any = None)
 
 def count_arch(arch) -> Cost:
     """The `Cost` of the network `arch` describes, at batch 1 and `arch.in_channels x arch.input_size^2`."""
-    from search_spaces import build_model
-
     return count(build_model(arch), (1, arch.in_channels, arch.input_size, arch.input_size))
 
 
@@ -281,8 +282,6 @@ def op_example(name: str, c_in: int, c_out: int, size: int, stride: int = 1, bat
     multi-level fusion op (one whose `in_channels` is a list, asff) gets one map per level, finest
     first, each the ceil-half of the one before, with its target level (`module.level`) at `size`.
     An op with a `size` hparam (gdc: a kernel as large as the feature map) gets `size` unless given."""
-    from ops import build_op, op_spec
-
     spec = op_spec(name)
     if spec.family == "upsample":
         stride = 1

@@ -14,7 +14,15 @@ from typing import Any, Callable
 
 import torch
 
-from nas.training.loop import CHECKPOINT, TrainConfig, broadcast_state, init_distributed, train_supernet
+from nas.data import make_loaders
+from nas.errors import UserError
+from nas.spec.resolve import load_space, load_splits
+from nas.spec.schema import to_dict
+from nas.spec.sections import load_spec
+from nas.tasks import task_for
+from nas.training.checkpoint import CHECKPOINT
+from nas.training.distributed import broadcast_state, init_distributed
+from nas.training.loop import TrainConfig
 
 
 def supernet_dir(spec) -> str:
@@ -22,21 +30,10 @@ def supernet_dir(spec) -> str:
     return os.path.join(spec.out_dir, "supernet")
 
 
-def load_space(spec, shape):
-    """The spec's space, adapted to `shape`'s in_channels, input_size and num_classes (a dataset's `Splits` or an
-    `Arch`) where the spec's `space.overrides` leave them unset."""
-    import search_spaces
-
-    overrides = dict(spec.space.overrides)
-    for key in ("in_channels", "input_size", "num_classes"):
-        overrides.setdefault(key, getattr(shape, key))
-    return search_spaces.load(spec.space.name, **overrides)
-
-
 def check_batch(batch_size: int, world: int) -> None:
     """The global batch must split evenly over the processes."""
     if batch_size % world:
-        raise ValueError(f"data.batch_size: {batch_size} does not split evenly over {world} processes; "
+        raise UserError(f"data.batch_size: {batch_size} does not split evenly over {world} processes; "
                          f"use a multiple of {world}")
 
 
@@ -44,24 +41,20 @@ def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, prog
                     on_epoch_end: Callable[[dict, str], None] | None = None, splits=None) -> dict[str, Any]:
     """Train the spec's supernet (one worker of a distributed run, or the only one); returns the trained supernet,
     its history and checkpoint path. `splits`: the spec's dataset when the caller has it loaded already."""
-    from nas.data.datasets import load_dataset, make_loaders
-    from nas.supernet.segmentation import supernet_for
-
     ctx = init_distributed()
     cfg = TrainConfig.from_spec(spec)
     check_batch(cfg.batch_size, ctx.world)
     run_dir = run_dir or supernet_dir(spec)
-    if splits is None:
-        splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
-                              download=spec.data.download)
+    splits = splits if splits is not None else load_splits(spec)
     space = load_space(spec, splits)
+    task = task_for(spec.task, space)
     torch.manual_seed(spec.seed)
-    supernet = supernet_for(space)
+    supernet = task.build_supernet(space)
     broadcast_state(supernet)
     loaders = make_loaders(splits, cfg.batch_size // ctx.world, seed=spec.seed, distributed=ctx.world > 1,
                            num_workers=spec.data.num_workers)
-    history = train_supernet(supernet, loaders, cfg, run_dir, resume=resume, progress=progress,
-                             on_epoch_end=on_epoch_end)
+    history = task.train_supernet(supernet, loaders, cfg, run_dir, resume=resume, progress=progress,
+                                  on_epoch_end=on_epoch_end)
     return {"supernet": supernet, "history": history, "checkpoint": os.path.join(run_dir, CHECKPOINT),
             "world_size": ctx.world}
 
@@ -69,8 +62,6 @@ def train_from_spec(spec, run_dir: str | None = None, resume: bool = False, prog
 # --- torch's elastic launcher ----------------------------------------------------------------------------------------
 
 def _ddp_worker(spec_dict: dict, run_dir: str, resume: bool, progress: bool, threads: int) -> dict[str, Any]:
-    from nas.spec.sections import load_spec
-
     torch.set_num_threads(threads)
     try:
         result = train_from_spec(load_spec(spec_dict), run_dir, resume, progress)
@@ -90,13 +81,11 @@ def launch_ddp(spec, nproc: int, resume: bool = False, progress: bool = True, ru
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from nas.spec.schema import to_dict
-
     if nproc < 1:
-        raise ValueError(f"--nproc: {nproc} is not a process count; valid: integers >= 1")
+        raise UserError(f"--nproc: {nproc} is not a process count; valid: integers >= 1")
     check_batch(spec.data.batch_size, nproc)
     if torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        raise ValueError(f"--nproc: {nproc} processes but {torch.cuda.device_count()} GPUs; one process per GPU")
+        raise UserError(f"--nproc: {nproc} processes but {torch.cuda.device_count()} GPUs; one process per GPU")
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nas-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
                           start_method="spawn")
@@ -106,7 +95,7 @@ def launch_ddp(spec, nproc: int, resume: bool = False, progress: bool = True, ru
         results = elastic_launch(config, _ddp_worker)(to_dict(spec), run_dir, resume, progress, threads)
     except ChildFailedError as e:
         rank, failure = next(iter(sorted(e.failures.items())))
-        raise ValueError(f"distributed training failed on rank {rank}: {_failure_message(failure)}") from None
+        raise RuntimeError(f"distributed training failed on rank {rank}: {_failure_message(failure)}") from None
     return results[0]
 
 
@@ -129,8 +118,6 @@ def _failure_message(failure) -> str:
 
 def _ray_worker(config: dict) -> None:
     import ray.train
-
-    from nas.spec.sections import load_spec
 
     rank = ray.train.get_context().get_world_rank()
     # a folder per rank: ranks may sit on other machines, and none reads a file another is writing
@@ -161,10 +148,8 @@ def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = Fal
     from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from nas.spec.schema import to_dict
-
     if num_workers < 1:
-        raise ValueError(f"distributed.num_workers: {num_workers} is not a worker count; valid: integers >= 1")
+        raise UserError(f"distributed.num_workers: {num_workers} is not a worker count; valid: integers >= 1")
     check_batch(spec.data.batch_size, num_workers)
     run_dir = os.path.abspath(run_dir or supernet_dir(spec))
     if not ray.is_initialized():
@@ -179,9 +164,9 @@ def launch_ray(spec, num_workers: int, use_gpu: bool = False, resume: bool = Fal
         resume_from_checkpoint=Checkpoint.from_directory(run_dir) if resume and os.path.exists(previous) else None)
     result = trainer.fit()
     if result.error is not None:
-        raise ValueError(f"Ray Train failed: {str(result.error).strip().splitlines()[-1]}")
+        raise RuntimeError(f"Ray Train failed: {str(result.error).strip().splitlines()[-1]}")
     if result.checkpoint is None:
-        raise ValueError("Ray Train finished without a checkpoint (no epoch completed)")
+        raise RuntimeError("Ray Train finished without a checkpoint (no epoch completed)")
     with result.checkpoint.as_directory() as d:
         os.makedirs(run_dir, exist_ok=True)
         tmp = previous + ".ray.tmp"

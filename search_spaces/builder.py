@@ -77,10 +77,15 @@ class Net(nn.Module):
         return self.classifier(self.forward_features(x))
 
 
-def build_model(arch: Arch) -> nn.Module:
-    """The plain module for `arch`: `Net` for classification, a segmentation net when it has a decoder."""
-    if arch.decoder is not None:
-        from .segmentation import SegNet  # dense-prediction space
+# Arch head kind (arch.task) -> the module class built from an Arch of that kind
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"classification": Net}
 
-        return SegNet(arch)
-    return Net(arch)
+
+def register_model_class(kind: str, cls: type[nn.Module]) -> None:
+    """Register the module class that `build_model` builds for architectures with head `kind`."""
+    MODEL_CLASSES[kind] = cls
+
+
+def build_model(arch: Arch) -> nn.Module:
+    """The plain module for `arch`: `Net` for classification, `SegNet` for a dense-prediction arch."""
+    return MODEL_CLASSES[arch.task](arch)

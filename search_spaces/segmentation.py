@@ -26,7 +26,7 @@ from torch import nn
 from ops import build_op, op_spec
 
 from .arch import Arch, Decoder
-from .builder import build_encoder, layer_out_channels
+from .builder import build_encoder, layer_out_channels, register_model_class
 
 LEVELS = 3  # pyramid levels the decoder fuses: finest, middle, coarsest
 FUSIONS = ("asff", "sum", "concat")
@@ -219,3 +219,6 @@ class SegNet(nn.Module):
 
     def forward(self, x):
         return self.decoder(self.forward_features(x), x.shape[-2:])
+
+
+register_model_class("segmentation", SegNet)

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.errors import MissingFile, UserError
+from nas.export.code import export
+from nas.export.run import export_run
+from search_spaces.arch import Arch
+from search_spaces.presets import load_preset, preset_names
+
 DESCRIPTION = """\
 Write ARCH as one readable Python file that needs only torch: the op classes it uses copied from
 convnas's ops/, a `Net` with literal arguments, `load_net()` and a smoke test under __main__. The
@@ -44,13 +50,10 @@ def register(sub) -> None:
 
 def load_arch(text: str):
     """An `Arch` from a YAML file path, a preset name or an arch string; one clear line otherwise."""
-    from search_spaces.arch import Arch
-    from search_spaces.presets import load_preset, preset_names
-
     path = Path(text)
     if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
-            raise FileNotFoundError(f"arch file {path} does not exist")
+            raise MissingFile(f"arch file {path} does not exist")
         return Arch.from_yaml(path.read_text())
     if text in preset_names():
         return load_preset(text)
@@ -61,12 +64,10 @@ def load_arch(text: str):
 
 def run_folder(args) -> int:
     """`nas export RUN_DIR [--trial N] [--out DIR]`: one trial of a search run, weights from its supernet."""
-    from nas.export.code import export_run
-
     if args.weights:
-        raise ValueError(f"--weights: not used with a run folder ({args.arch}); the weights come from its supernet")
+        raise UserError(f"--weights: not used with a run folder ({args.arch}); the weights come from its supernet")
     if args.out and Path(args.out).suffix == ".py":
-        raise ValueError(f"--out {args.out}: with a run folder --out is a folder "
+        raise UserError(f"--out {args.out}: with a run folder --out is a folder "
                          f"(model.py, weights.pt, arch.yaml go in it)")
     trial, metrics, written = export_run(args.arch, args.trial, args.out, onnx=args.onnx)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
@@ -79,20 +80,18 @@ def run_folder(args) -> int:
 
 
 def run(args) -> int:
-    from nas.export.code import export
-
     if Path(args.arch).is_dir():
         return run_folder(args)
     if args.trial is not None:
-        raise ValueError(f"--trial: needs a search run folder; {args.arch} is not a folder")
+        raise UserError(f"--trial: needs a search run folder; {args.arch} is not a folder")
     if "/" in args.arch and ";" not in args.arch and not Path(args.arch).exists():
-        raise FileNotFoundError(f"{args.arch} does not exist (expected a search run folder or an Arch YAML file)")
+        raise MissingFile(f"{args.arch} does not exist (expected a search run folder or an Arch YAML file)")
     if not args.out:
-        raise ValueError("--out: required when exporting an architecture, e.g. --out model.py")
+        raise UserError("--out: required when exporting an architecture, e.g. --out model.py")
     if Path(args.out).suffix != ".py":
-        raise ValueError(f"--out {args.out}: expected a .py file name, e.g. --out model.py")
+        raise UserError(f"--out {args.out}: expected a .py file name, e.g. --out model.py")
     if args.weights and not Path(args.weights).is_file():
-        raise FileNotFoundError(f"--weights {args.weights} does not exist")
+        raise MissingFile(f"--weights {args.weights} does not exist")
     arch = load_arch(args.arch)
     for path in export(arch, args.out, args.weights, onnx=args.onnx):
         print(f"wrote {path}")

@@ -7,6 +7,18 @@ import sys
 
 import yaml
 
+import search_spaces
+from nas.commands.space import _overrides
+from nas.errors import MissingFile
+from nas.latency.predictor import LatencyModel, fit_calibration, space_signature
+from nas.latency.profile import DeviceProfile
+from nas.latency.stage import profile_of
+from nas.latency.table import LatencyTable, table_path
+from nas.latency.units import space_units
+from nas.latency.validate import format_report, validate
+from nas.spec.resolve import load_space, load_splits
+from nas.spec.sections import load_spec
+
 DESCRIPTION = """\
 build: measure the latency of every unit a space's networks can contain (each candidate op at each
 position's real input shape, plug-ins, blurpools, the classifier) on a device profile, then fit the
@@ -71,29 +83,13 @@ def _is_spec(path: str) -> bool:
 
 def resolve(args):
     """(space, DeviceProfile, table folder, hardware section or None) from the command line."""
-    import search_spaces
-
-    from nas.latency.profile import DeviceProfile
-    from nas.latency.stage import profile_of
-
-    from nas.commands.space import _overrides
-
     overrides = _overrides(args.set)
     hardware, out = None, args.out
     if _is_spec(args.target):
-        from nas.spec.sections import load_spec
-        from nas.data.datasets import load_dataset
-
         spec = load_spec(args.target)
         hardware = spec.hardware
-        splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size,
-                              seed=spec.seed, download=spec.data.download)
-        merged = dict(spec.space.overrides)
-        for key, value in (("in_channels", splits.in_channels), ("input_size", splits.input_size),
-                           ("num_classes", splits.num_classes)):
-            merged.setdefault(key, value)
-        merged.update(overrides)
-        space = search_spaces.load(spec.space.name, **merged)
+        spec.space.overrides = {**spec.space.overrides, **overrides}  # --set wins over the spec and the data
+        space = load_space(spec, load_splits(spec))
         profile = profile_of(hardware)
         out = out or os.path.join(spec.out_dir, "latency")
     else:
@@ -108,17 +104,11 @@ def resolve(args):
 
 def _table_file(args, hardware, out: str, profile) -> str:
     """The spec's `hardware.table` when it names one (and --out is not given), else <out>/<profile key>.json."""
-    from nas.latency.table import table_path
-
     named = getattr(hardware, "table", None)
     return named if named and not args.out else table_path(out, profile)
 
 
 def run_build(args) -> int:
-    from nas.latency.predictor import fit_calibration, space_signature
-    from nas.latency.table import LatencyTable
-    from nas.latency.units import space_units
-
     space, profile, out, hardware = resolve(args)
     allow = args.allow_foreign or bool(getattr(hardware, "allow_foreign", False))
     path = _table_file(args, hardware, out, profile)
@@ -141,15 +131,11 @@ def run_build(args) -> int:
 
 
 def run_validate(args) -> int:
-    from nas.latency.predictor import LatencyModel
-    from nas.latency.table import LatencyTable
-    from nas.latency.validate import format_report, validate
-
     space, profile, out, hardware = resolve(args)
     allow = args.allow_foreign or bool(getattr(hardware, "allow_foreign", False))
     path = _table_file(args, hardware, out, profile)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no latency table '{path}' for {profile.key()}; run `nas latency build "
+        raise MissingFile(f"no latency table '{path}' for {profile.key()}; run `nas latency build "
                                 f"{args.target} --out {os.path.dirname(path) or '.'}` first")
     table = LatencyTable.load(path, profile, allow_foreign=allow)
     model = LatencyModel.for_space(table, space)

@@ -10,6 +10,11 @@ from typing import Any
 
 import yaml
 
+from nas.cost import count_with_output, format_bytes, format_count, op_example
+from nas.errors import UserError
+from ops import op_names, op_spec
+from ops.registry import ACT, FAMILIES, NORM
+
 DESCRIPTION = """\
 List every registered op (convolution types, blocks, plug-ins, upsampling, pooling) with its family,
 its hparams (default, then the values a search space may choose from) and its parameters and MACs
@@ -66,7 +71,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set kernel=5")
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set kernel=5")
         parsed = yaml.safe_load(value) if value else value
         out[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
     return out
@@ -77,8 +82,6 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 def op_row(name: str, channels: int, c_out: int, size: int, stride: int, with_cost: bool = True,
            hparams: dict[str, Any] | None = None) -> dict[str, Any]:
     """Spec and cost of one op as a plain dict (what every output format is made from)."""
-    from ops import op_spec
-
     spec = op_spec(name)
     row: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "description": spec.description,
@@ -94,8 +97,6 @@ def op_row(name: str, channels: int, c_out: int, size: int, stride: int, with_co
     row.update(params=None, macs=None, activation_bytes=None, peak_activation_bytes=None,
                memory_traffic_bytes=None, output_shape=None, error=None)
     try:
-        from nas.cost import count_with_output, op_example
-
         module, inputs = op_example(name, channels, c_out, size, stride, **(hparams or {}))
         cost, out = count_with_output(module, inputs=inputs)
     except Exception as e:  # any build or forward failure becomes the row's reason, not a crash
@@ -113,8 +114,6 @@ def _one_line(e: BaseException) -> str:
 
 
 def _shared_hparams():
-    from ops.registry import ACT, NORM
-
     return {NORM.name: NORM, ACT.name: ACT}
 
 
@@ -141,8 +140,6 @@ def _value(v: Any) -> str:
 # --- formats ----------------------------------------------------------------------------------
 
 def _table(rows: list[dict[str, Any]], with_cost: bool) -> str:
-    from nas.cost import format_count
-
     header = ["name", "family"] + (["params", "MACs", "output"] if with_cost else []) + ["hparams (default{choices})"]
     lines = []
     for r in rows:
@@ -210,8 +207,6 @@ def _csv(rows: list[dict[str, Any]], with_cost: bool) -> str:
 
 
 def _detail(r: dict[str, Any]) -> str:
-    from nas.cost import format_bytes, format_count
-
     lines = [f"{r['name']}  ({r['family']}; {r['class']})", f"  {r['description'] or '(no description)'}", ""]
     if r["hparams"]:
         lines.append("  hparams:")
@@ -247,15 +242,12 @@ def _detail(r: dict[str, Any]) -> str:
 
 
 def run(args) -> int:
-    from ops import op_names, op_spec
-    from ops.registry import FAMILIES
-
     if args.family is not None and args.family not in FAMILIES:
         import difflib
 
         close = difflib.get_close_matches(args.family, FAMILIES, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"--family: unknown family '{args.family}'; {hint}valid: {', '.join(FAMILIES)}")
+        raise UserError(f"--family: unknown family '{args.family}'; {hint}valid: {', '.join(FAMILIES)}")
     c_out = args.c_out or args.channels
     with_cost = not args.no_cost
     if args.op is not None:
@@ -264,7 +256,7 @@ def run(args) -> int:
         rows = [row]
     else:
         if args.set:
-            raise ValueError("--set needs --op NAME (hparams differ between ops)")
+            raise UserError("--set needs --op NAME (hparams differ between ops)")
         rows = [op_row(n, args.channels, c_out, args.size, args.stride, with_cost) for n in op_names(args.family)]
         if not rows:
             where = f" in family '{args.family}'" if args.family else ""

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nas.errors import UserError
+from nas.search.runner import SearchRun
+from nas.spec.sections import COST_METRICS, load_spec
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -23,16 +27,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from nas.spec.sections import load_spec
-
     spec = load_spec(args.spec, args.overrides)
     if args.print_spec:
         sys.stdout.write(spec.to_yaml())
         return 0
     if not args.spec:
-        raise ValueError("a spec file is needed, e.g. `nas search experiments/quickstart.yaml`")
-    from nas.search.runner import SearchRun
-
+        raise UserError("a spec file is needed, e.g. `nas search experiments/quickstart.yaml`")
     search = SearchRun(spec, resume=args.resume, progress=False if args.quiet else None)
     summary = search.run()
     print(format_summary(summary, search.dir))
@@ -43,18 +43,23 @@ def format_summary(summary: dict, run_dir: str) -> str:
     lines = [f"{summary['trials']} trials ({summary['complete']} complete) in {summary['seconds']:.0f} s; "
              f"front of {len(summary['front'])}, hypervolume {summary['hypervolume']:.4g}"]
     for r in sorted(summary["front"], key=lambda r: r.get("latency_ms", 0)):
-        metrics = "  ".join(f"{k}={r[k]:.4g}" for k in ("accuracy", "miou", "latency_ms", "params", "macs")
-                            if isinstance(r.get(k), (int, float)))
+        shown = [k for k in r if k not in COST_METRICS and k not in ("trial", "on_front", "ok", "feasible")
+                 and isinstance(r[k], float)] + ["latency_ms", "params", "macs"]
+        metrics = "  ".join(f"{k}={r[k]:.4g}" for k in shown if isinstance(r.get(k), (int, float)))
         lines.append(f"  #{r['trial']:<4d} {metrics}")
     if "retrain" in summary:
         lines += format_retrain(summary["retrain"])
+    if "best" in summary:
+        source = "retrained front, test quality vs measured latency" if summary.get("best_from") == "retrained" \
+            else "one-shot front"
+        lines.append(f"best/: trial {summary['best']['trial']} ({source})")
     lines.append(f"outputs: {run_dir}/ (trials.csv, pareto.csv, pareto.html, pareto.png, study.db, best/)")
     return "\n".join(l for l in lines if l)
 
 
 def format_retrain(retrain: dict) -> list[str]:
     """The retrained networks and the baseline: test accuracy, latency measured side by side, predicted."""
-    n = retrain["epochs"]
+    n, q = retrain["epochs"], retrain.get("metric", "accuracy")
     lines = [f"retrained from scratch ({n} epoch{'s' * (n != 1)}; latency measured side by side):"]
     rows = [(f"#{r['trial']}", r) for r in retrain["archs"]]
     if "baseline" in retrain:
@@ -62,6 +67,6 @@ def format_retrain(retrain: dict) -> list[str]:
     width = max(len(name) for name, _ in rows)
     for name, r in rows:
         predicted = r.get("predicted_latency_ms")
-        lines.append(f"  {name:<{width}}  test accuracy {r['test_accuracy']:.4f}  {r['measured_latency_ms']:7.3f} ms"
+        lines.append(f"  {name:<{width}}  test {q} {r[f'test_{q}']:.4f}  {r['measured_latency_ms']:7.3f} ms"
                      + (f" (predicted {predicted:.3f})" if predicted is not None else "") + f"  {r['params']:,} params")
     return lines + [retrain.get("verdict", "")]

@@ -7,6 +7,11 @@ import textwrap
 
 import yaml
 
+import search_spaces
+from nas.cost import count_arch, format_count
+from nas.errors import UserError
+from nas.tasks import get_task
+
 DESCRIPTION = """\
 list: the shipped search spaces (search_spaces/*.yaml) with their decision count and size.
 show: one space (a shipped name or a YAML path): every decision with its choices, the number of
@@ -50,7 +55,7 @@ def _overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set input_size=64")
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set input_size=64")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -60,8 +65,6 @@ def size_text(n: int) -> str:
 
 
 def run_list(args) -> int:
-    import search_spaces
-
     rows = []
     for name in search_spaces.shipped_spaces():
         space = search_spaces.load(name)
@@ -76,8 +79,6 @@ def run_list(args) -> int:
 
 def _cost_line(space, arch) -> str:
     try:
-        from nas.cost import count_arch, format_count
-
         cost = count_arch(arch)
         return f"params {format_count(cost.params)}, MACs {format_count(cost.macs)}"
     except Exception as e:  # noqa: BLE001 - e.g. the dense-prediction network is not buildable yet
@@ -87,17 +88,13 @@ def _cost_line(space, arch) -> str:
 
 def supernet_line(space) -> str:
     """The supernet's shared parameters and their float32 size, beside the largest subnet's."""
-    from nas.supernet.segmentation import supernet_for
-
-    shared = sum(p.numel() for p in supernet_for(space).parameters())
+    shared = sum(p.numel() for p in get_task(space.task).build_supernet(space).parameters())
     largest = space.params(space.largest())
     return (f"supernet: {format(shared, ',')} shared parameters ({shared * 4 / 2**20:.1f} MiB in float32), "
             f"{shared / max(largest, 1):.1f}x the largest architecture's")
 
 
 def run_show(args) -> int:
-    import search_spaces
-
     space = search_spaces.load(args.space, **_overrides(args.set))
     spec = space.spec
     print(f"space {space.name}: {spec.description}")

@@ -3,7 +3,18 @@ or with --arch one architecture from scratch."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+
+from nas.commands.export import load_arch
+from nas.data import make_loaders
+from nas.errors import UserError
+from nas.launch import supernet_dir, train_supernet_from_spec
+from nas.spec.resolve import load_space, load_splits
+from nas.spec.sections import load_spec
+from nas.tasks import task_for
+from nas.training.checkpoint import CHECKPOINT
+from nas.training.loop import TrainConfig
 
 
 def register(sub) -> None:
@@ -28,16 +39,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from nas.cli import UserError
-    from nas.spec.sections import load_spec
-    from nas.training.loop import CHECKPOINT
-
     spec = load_spec(args.spec, args.overrides)
     progress = not args.quiet
     if args.arch:
         return _train_arch(spec, args.arch, args.resume, progress, args.nproc)
-    from nas.launch import supernet_dir, train_supernet_from_spec
-
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc: {args.nproc} is not a process count; valid: integers >= 1")
     ckpt = os.path.join(supernet_dir(spec), CHECKPOINT)
     if os.path.exists(ckpt) and not args.resume:
         raise UserError(f"run folder '{supernet_dir(spec)}' already holds a supernet checkpoint; pass --resume to "
@@ -52,26 +59,18 @@ def run(args) -> int:
 
 
 def _train_arch(spec, text: str, resume: bool, progress: bool, nproc) -> int:
-    import hashlib
-
-    from nas.cli import UserError
-    from nas.data.datasets import load_dataset, make_loaders
-    from nas.launch import load_space
-    from nas.evaluation.classification import evaluate
-    from nas.training.loop import TrainConfig, train_model
-    from search_spaces import Arch
-
     if nproc and nproc > 1:
         raise UserError("--arch trains in one process; drop --nproc (data-parallel training is for the supernet)")
-    arch = Arch.from_yaml(open(text).read()) if os.path.isfile(text) else Arch.from_string(text)
-    splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
-                          download=spec.data.download)
+    arch = load_arch(text)
+    splits = load_splits(spec)
     space = load_space(spec, splits)
-    model = space.build(arch)
+    task = task_for(spec.task, space)
+    model = task.build_model(arch)
     cfg = TrainConfig.from_spec(spec)
     loaders = make_loaders(splits, cfg.batch_size, seed=spec.seed, num_workers=spec.data.num_workers)
     run_dir = os.path.join(spec.out_dir, "train", hashlib.sha1(arch.to_string().encode()).hexdigest()[:10])
-    train_model(model, loaders, cfg, run_dir, resume=resume, progress=progress)
-    test = evaluate(model, loaders[2])
-    print(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}); checkpoint {run_dir}/checkpoint.pt")
+    task.train(model, loaders, cfg, run_dir, resume=resume, progress=progress)
+    test = task.evaluate(model, loaders[2])
+    shown = ", ".join(f"{q} {test[q]:.4f}" for q in task.quality)
+    print(f"test {shown} (loss {test['loss']:.4f}); checkpoint {run_dir}/{CHECKPOINT}")
     return 0

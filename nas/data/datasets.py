@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from nas.errors import UserError
+
 DATASETS: dict[str, Callable[..., "Splits"]] = {}
 
 
@@ -23,7 +25,7 @@ def register_dataset(name: str):
     return wrap
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset that is missing, malformed or unknown."""
 
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.evaluation.classification import recalibrate_bn
+
 IGNORE_INDEX = 255
 
 
@@ -91,8 +93,6 @@ def score_seg_arch(supernet_or_model, arch, train_loader, val_loader, bn_batches
     A supernet (anything with `extract` and `space`, e.g. `SegSupernet`) is extracted at `arch` first;
     a plain model is recalibrated and evaluated as it is (`arch` is then only informative).
     """
-    from nas.evaluation.classification import recalibrate_bn
-
     model = recalibrate_bn(supernet_or_model, train_loader, bn_batches, arch=arch)
     return evaluate_segmentation(model, val_loader, ignore_index=ignore_index)
 

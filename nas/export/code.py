@@ -22,13 +22,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nas.errors import MissingFile, UserError
+from nas.export.opsource import OpSource
+from nas.io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from ops import op_spec, resolve_hparams
 from ops.layers import make_act
 from search_spaces.arch import Arch, Classifier, Layer
 from search_spaces.builder import build_model, layer_out_channels
-
-from nas.io import atomic_torch_save, atomic_write_bytes, atomic_write_text
-from nas.export.opsource import OpSource
 
 RESERVED = ("Net", "SegDecoder", "WEIGHTS", "load_net", "os", "sys")  # names the generated file defines besides the ops
 
@@ -141,24 +141,21 @@ def classification_code(arch: Arch, src: OpSource) -> str:
         return self.classifier(self.forward_features(x))'''
 
 
-# task -> writer(arch, src) returning the source of `class Net(nn.Module)`; ops it names go through src.name
+# Arch head kind (arch.task) -> writer(arch, src) returning the source of `class Net(nn.Module)`; ops it names go
+# through src.name
 MODEL_WRITERS: dict[str, Callable[[Arch, OpSource], str]] = {"classification": classification_code}
 
 
-def _register_segmentation() -> None:
-    from nas.export.segmentation import segmentation_code
-
-    MODEL_WRITERS["segmentation"] = segmentation_code
-
-
-_register_segmentation()
+def register_writer(kind: str, writer: Callable[[Arch, OpSource], str]) -> None:
+    """Register the writer of `class Net` for architectures with head `kind`."""
+    MODEL_WRITERS[kind] = writer
 
 
 def generate_code(arch: Arch, weights_file: str | None = None) -> str:
     """The source of the standalone file for `arch` (`weights_file`: default weights, relative to the file)."""
     writer = MODEL_WRITERS.get(arch.task)
     if writer is None:
-        raise ValueError(f"no code writer for task '{arch.task}' yet; valid: {', '.join(MODEL_WRITERS)}")
+        raise UserError(f"no code writer for task '{arch.task}' yet; valid: {', '.join(MODEL_WRITERS)}")
     src = OpSource(reserved=RESERVED)
     net = writer(arch, src)
     ops_text = src.text()
@@ -220,7 +217,7 @@ def write_code(arch: Arch, path: str | os.PathLike, weights: nn.Module | dict | 
     elif weights is not None:
         w = Path(weights)
         if not w.is_file():
-            raise FileNotFoundError(f"export: weights file {w} does not exist")
+            raise MissingFile(f"export: weights file {w} does not exist")
         weights_file = os.path.relpath(w.resolve(), path.resolve().parent)
     code = generate_code(arch, weights_file)
     atomic_write_text(str(path), code)
@@ -242,7 +239,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a saved state dict into `model`; a mismatch is one line naming the first differing keys."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"weights {path}: expected a state dict (torch.save(model.state_dict(), ...)), "
+        raise UserError(f"weights {path}: expected a state dict (torch.save(model.state_dict(), ...)), "
                          f"got {type(state).__name__}")
     mine = model.state_dict()
     missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
@@ -250,7 +247,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     if missing or unexpected or wrong:
         parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
                  (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)) if v]
-        raise ValueError(f"weights {path} do not fit this architecture: {', '.join(parts)} keys")
+        raise UserError(f"weights {path} do not fit this architecture: {', '.join(parts)} keys")
     model.load_state_dict(state)
     return model
 
@@ -273,103 +270,3 @@ def export(arch: Arch, out: str | os.PathLike, weights: str | os.PathLike | None
 def write_onnx(model: nn.Module, arch: Arch, path: str | os.PathLike) -> Path:
     """`export_onnx` with the input shape taken from `arch` (what a search run's export stage calls)."""
     return export_onnx(model, path, arch.in_channels, arch.input_size)
-
-
-# --- one trial of a finished search run: `nas export RUN_DIR [--trial N]` ---
-RUN_FILES = ("spec.yaml", "study.db")
-
-
-def run_spec(run_dir: str | os.PathLike):
-    """The spec of the search run in `run_dir`; a folder that is not one is one line naming what is expected."""
-    from nas.spec.sections import load_spec
-
-    missing = [f for f in RUN_FILES if not (Path(run_dir) / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir}: not a search run folder (no {', '.join(missing)}; a run written by "
-                                f"`nas search` holds {', '.join(RUN_FILES)}, supernet/, summary.json)")
-    return load_spec(str(Path(run_dir) / "spec.yaml"))
-
-
-def trial_arch(run_dir: str | os.PathLike, name: str, trial: int) -> tuple[Arch, dict]:
-    """The Arch of trial `trial` of the run's study (user attr "arch") and its recorded metrics."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{Path(run_dir, 'study.db').resolve()}"
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise ValueError(f"{run_dir}/study.db holds no study named '{name}' (the spec's name)") from None
-    trials = {t.number: t for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
-    if trial not in trials:
-        numbers = sorted(trials)
-        valid = f"{numbers[0]}..{numbers[-1]}" if numbers else "none: the study has no trials yet"
-        if numbers and len(numbers) != numbers[-1] - numbers[0] + 1:
-            valid += f" (all but {', '.join(map(str, sorted(set(range(numbers[0], numbers[-1])) - set(numbers))))})"
-        raise ValueError(f"--trial {trial}: no such trial in {run_dir}; valid: {valid}")
-    t = trials[trial]
-    return Arch.from_string(t.user_attrs["arch"]), dict(t.user_attrs.get("metrics", {}))
-
-
-def chosen_trial(run_dir: str | os.PathLike) -> int:
-    """The trial number of the run's exported point (summary.json "best")."""
-    import json
-
-    path = Path(run_dir, "summary.json")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist (the search has not finished); pass --trial N")
-    best = json.loads(path.read_text()).get("best")
-    if not best:
-        raise ValueError(f"{path}: the run chose no point (no feasible trial on the front); pass --trial N")
-    return int(best["trial"])
-
-
-def recalibrated_path(spec, supernet, arch):
-    """`supernet.extract(arch)` with BN statistics re-estimated as the search scored it (same batches)."""
-    from nas.data.datasets import load_dataset, make_loaders
-    from nas.evaluation.classification import recalibrate_bn
-
-    splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed,
-                          download=False)
-    train = make_loaders(splits, spec.data.batch_size, seed=spec.seed)[0]
-    return recalibrate_bn(supernet.extract(arch), train, spec.search.bn_batches)
-
-
-def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
-               onnx: bool = False) -> tuple[int, dict, list[Path]]:
-    """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
-    in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); weights extracted from the run's supernet."""
-    from nas.launch import load_space
-    from nas.search.stages import load_trained_supernet
-    from nas.training.loop import CHECKPOINT
-
-    spec = run_spec(run_dir)
-    default_out = Path(run_dir, "best") if trial is None else None
-    trial = chosen_trial(run_dir) if trial is None else int(trial)
-    arch, metrics = trial_arch(run_dir, spec.name, trial)
-    out = Path(out) if out is not None else default_out or Path(run_dir, "trials", str(trial))
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "arch.yaml"]
-    atomic_write_text(str(written[0]), arch.to_yaml())
-    model, weights = None, None
-    checkpoint = Path(run_dir, "supernet", CHECKPOINT)
-    if checkpoint.is_file():
-        space = load_space(spec, arch)
-        try:
-            model = recalibrated_path(spec, load_trained_supernet(space, str(run_dir)), arch)
-        except RuntimeError as e:  # load_state_dict: the supernet's layout changed since the run trained it
-            if "state_dict" not in str(e):
-                raise
-            raise ValueError(f"{checkpoint} does not fit the supernet of space '{space.name}' as the code builds "
-                             f"it now (the code changed since the run); export the arch without weights: "
-                             f"nas export {out / 'arch.yaml'} --out model.py") from None
-        weights = save_weights(model, out / "weights.pt")
-        written.append(weights)
-    elif spec.search.mode == "one_shot":
-        raise FileNotFoundError(f"{checkpoint} does not exist: the run's supernet was not trained (or was removed)")
-    written.insert(0, write_code(arch, out / "model.py", weights=weights))
-    if onnx:
-        model = model if model is not None else build_model(arch).eval()
-        print("exporting ONNX (torch.export + onnxscript)...", file=sys.stderr, flush=True)
-        written.append(write_onnx(model, arch, out / "model.onnx"))
-    return trial, metrics, written

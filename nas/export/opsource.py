@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ops.registry import register_op
+
 PACKAGE = "ops"
 # the imports every generated file starts with: name -> (statement, the object it binds)
 HEADER_IMPORTS = {"math": ("import math", math), "torch": ("import torch", torch),
@@ -149,7 +151,6 @@ class OpSource:
         key = (modname, name)
         if key in self.defs:
             return
-        from ops.registry import register_op
 
         definition = self.defs[key] = Definition(modname, name, stmt)
         emitted = name if name not in self.taken else f"{name}_{modname.rpartition('.')[2]}"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import inspect
 
+from nas.export.code import _block, encoder_code, op_call, register_writer
+from nas.export.opsource import OpSource
 from search_spaces.arch import Arch
 from search_spaces.segmentation import SegDecoder, SegNet, decoder_recipe, pyramid
-
-from nas.export.code import _block, encoder_code, op_call
-from nas.export.opsource import OpSource
 
 RESERVED = ("SegDecoder",)  # the class this writer defines besides Net
 
@@ -56,3 +55,6 @@ class Net(nn.Module):
         self.decoder = {decoder_code(arch, src, 8)}
 
 {methods.rstrip()}'''
+
+
+register_writer("segmentation", segmentation_code)

@@ -9,3 +9,4 @@
     validate.py   end-to-end check: MAPE, ±5/±10%, Kendall tau, beside a MACs proxy
     stage.py      the search's latency stage (spec hardware: -> LatencyModel)
 """
+from nas.latency import decoder_units  # noqa: E402,F401  (registers the segmentation head's units)

@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.latency.units import Unit, encoder_units, op_unit, out_size, register_head_units, register_unit, stage_channels
 from search_spaces.arch import Arch, Decoder
 from search_spaces.segmentation import Pyramid, SegDecoder, build_call, decoder_recipe, fuse_call, pyramid
-
-from nas.latency.units import Unit, encoder_units, op_unit, out_size, register_unit, stage_channels
 
 POOL, FUSE, SEG_CLASSIFIER = "seg_pool", "seg_fuse", "seg_classifier"
 
@@ -135,3 +134,6 @@ def space_decoder_units(space) -> list[Unit]:
             dec = Decoder(space.num_classes, channels, up, ctx, fusion, False)
             units += decoder_units(dec, pyr, sizes, space.input_size)
     return units
+
+
+register_head_units("segmentation", seg_arch_units, space_decoder_units)

@@ -25,10 +25,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from search_spaces.arch import Arch
-
-from nas.latency.table import LatencyTable, MissingEntriesError
+from nas.cost import count_arch
+from nas.latency.table import LatencyTable, MissingEntriesError, _progress_bar
 from nas.latency.units import Unit, arch_units
+from search_spaces.arch import Arch
+from search_spaces.builder import build_model
 
 FORMS = ("ratio", "linear", "family")
 
@@ -194,7 +195,6 @@ def arch_point(arch: Arch, table: LatencyTable, measured_ms: float) -> dict[str,
     units = arch_units(arch)
     for u, ms in zip(units, table.lookup(units)):
         fam[u.family] = fam.get(u.family, 0.0) + ms
-    from nas.cost import count_arch
 
     return {"arch": arch.to_string(), "measured_ms": float(measured_ms), "n_units": len(units), "family_ms": fam,
             "macs": float(count_arch(arch).macs)}
@@ -223,8 +223,6 @@ def measure_archs(archs: Sequence[Arch], table: LatencyTable, progress: Callable
                   chunk: int = 6, reference: Arch | None = None) -> list[float]:
     """End-to-end median latency (ms) of each arch, built fresh, measured in interleaved chunks on the
     table's profile and (with its drift correction, beside network `reference`) at the table's machine speed."""
-    from search_spaces.builder import build_model
-
     out: list[float] = []
     for start in range(0, len(archs), chunk):
         part = archs[start:start + chunk]
@@ -240,8 +238,6 @@ def fit_calibration(space, table: LatencyTable, profile=None, n: int = 24, seed:
                     progress: bool | None = None, save: bool = True) -> Calibration:
     """Measure `n` networks of `space` end to end on the table's profile (`profile`, if given, must be it),
     fit the calibration, store it in the table under the space's signature (and save the table)."""
-    from nas.latency.table import _progress_bar
-
     if profile is not None and profile.key() != table.profile.key():
         raise ValueError(f"fit_calibration: profile {profile.key()} is not the table's ({table.profile.key()})")
     archs = calibration_archs(space, n, seed)

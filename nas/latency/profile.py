@@ -7,6 +7,8 @@ import platform
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nas.spec.schema import SpecError, from_dict
+
 KINDS = ("cpu", "cuda", "onnxruntime-cpu")
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -33,8 +35,6 @@ class DeviceProfile(ProfileFields):
     """
 
     def validate(self, path: str = "hardware") -> None:
-        from nas.spec.schema import SpecError
-
         p = f"{path}." if path else ""
         if self.kind not in KINDS:
             raise SpecError(f"{p}kind: {self.kind!r} is not allowed; valid: {', '.join(KINDS)}")
@@ -62,8 +62,6 @@ class DeviceProfile(ProfileFields):
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, path: str = "hardware") -> "DeviceProfile":
         """From the spec's `hardware:` section; unknown keys and bad values raise a one-line `SpecError`."""
-        from nas.spec.schema import from_dict
-
         if dataclasses.is_dataclass(data):
             data = dataclasses.asdict(data)
         data = dict(data or {})

@@ -3,22 +3,21 @@ from __future__ import annotations
 
 import sys
 
+from nas.latency.predictor import LatencyModel, fit_calibration, space_signature
+from nas.latency.profile import DeviceProfile
+from nas.latency.table import LatencyTable
+from nas.latency.units import space_units
 from nas.spec.schema import to_dict
 
 
 def profile_of(hardware):
     """The `DeviceProfile` of a spec's `hardware:` section (a HardwareSection or a mapping)."""
-    from nas.latency.profile import DeviceProfile
-
     d = to_dict(hardware) if not isinstance(hardware, dict) else dict(hardware)
     return DeviceProfile.from_dict(d)  # drops the table keys (calibration_archs, table, allow_foreign)
 
 
 def prepare(space, hardware, out_dir: str, progress: bool | None = None, seed: int = 0):
     """A `LatencyModel` for `space`: the table (measured where missing) and a calibration (fitted if missing)."""
-    from nas.latency.predictor import LatencyModel, fit_calibration, space_signature
-    from nas.latency.table import LatencyTable
-    from nas.latency.units import space_units
 
     profile = profile_of(hardware)
     allow_foreign = bool(getattr(hardware, "allow_foreign", False))

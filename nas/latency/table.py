@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+from nas.errors import MissingFile, UserError
 from nas.io import atomic_write_json
-
 from nas.latency import measure as measure_mod
 from nas.latency.profile import DeviceProfile, fingerprint_difference, machine_fingerprint
 from nas.latency.units import Unit, arch_units, classifier_unit, layer_units, sequence_units, space_units
+from search_spaces.builder import build_model
 
 FORMAT = 1
 
 
-class ForeignTableError(ValueError):
+class ForeignTableError(UserError):
     """The table was measured on another machine (or with other library versions)."""
 
 
@@ -157,15 +158,15 @@ class LatencyTable:
     def load(cls, path: str, profile: DeviceProfile | None = None, allow_foreign: bool = False) -> "LatencyTable":
         """Read a table; one measured on another machine raises a one-line `ForeignTableError`."""
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"latency table '{path}' does not exist; build it with `nas latency build`")
+            raise MissingFile(f"latency table '{path}' does not exist; build it with `nas latency build`")
         with open(path) as f:
             try:
                 d = json.load(f)
             except json.JSONDecodeError as e:
-                raise ValueError(f"latency table '{path}': not valid JSON ({e.msg}, line {e.lineno})") from None
+                raise UserError(f"latency table '{path}': not valid JSON ({e.msg}, line {e.lineno})") from None
         stored = DeviceProfile.from_dict(d.get("profile") or {}, path="profile")
         if profile is not None and stored.key() != profile.key():
-            raise ValueError(f"latency table '{path}' was measured for profile {stored.key()}, not {profile.key()}")
+            raise UserError(f"latency table '{path}' was measured for profile {stored.key()}, not {profile.key()}")
         table = cls(profile or stored, d.get("fingerprint") or {}, d.get("entries") or {}, d.get("spaces") or (),
                     d.get("calibrations"), path, d.get("reference_ms"), bool(d.get("drift_correction", True)))
         if not allow_foreign:
@@ -187,8 +188,6 @@ class LatencyTable:
 def _network(arch):
     """The module of `arch` with fixed weights (seed 0; the global RNG is left as it was), and its input shape."""
     import torch
-
-    from search_spaces.builder import build_model
 
     state = torch.random.get_rng_state()
     torch.manual_seed(0)

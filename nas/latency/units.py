@@ -16,11 +16,20 @@ from typing import Any, Callable, Iterable
 
 from ops import build_op, op_spec, resolve_hparams
 from search_spaces.arch import Arch, Classifier, Layer
+from search_spaces.builder import build_classifier
 
 CLASSIFIER = "classifier"
 
 # unit name -> (family, builder of its module) for units that are not registered ops
 UNIT_BUILDERS: dict[str, tuple[str, Callable[["Unit"], Any]]] = {}
+# Arch head kind (arch.task) -> (units of an arch, every unit a space can hold) after the encoder
+HEAD_UNITS: dict[str, tuple[Callable[[Arch], list], Callable[[Any], list]]] = {}
+
+
+def register_head_units(kind: str, arch_fn: Callable[[Arch], list], space_fn: Callable[[Any], list]) -> None:
+    """Register how the latency units of architectures with head `kind` ("classification", "segmentation") are
+    listed: `arch_fn(arch)` every unit of one arch, `space_fn(space)` the head's units over a whole space."""
+    HEAD_UNITS[kind] = (arch_fn, space_fn)
 
 
 def register_unit(name: str, family: str):
@@ -83,8 +92,6 @@ def _fmt(v: Any) -> str:
 
 @register_unit(CLASSIFIER, CLASSIFIER)
 def _classifier(unit: Unit):
-    from search_spaces.builder import build_classifier
-
     h = dict(unit.hparams)
     clf = Classifier(int(h["num_classes"]), tuple(h.get("hidden", ())), h.get("act", "relu"), 0.0)
     return build_classifier(clf, unit.c_in)
@@ -151,10 +158,11 @@ def encoder_units(arch: Arch) -> tuple[list[Unit], list[tuple[int, int]]]:
 
 def arch_units(arch: Arch) -> list[Unit]:
     """Every unit of `Arch`, in order: stem, stages, head, then the classifier (or the decoder's units)."""
-    if arch.decoder is not None:
-        from nas.latency.decoder_units import seg_arch_units
+    return HEAD_UNITS[arch.task][0](arch)
 
-        return seg_arch_units(arch)
+
+def classifier_arch_units(arch: Arch) -> list[Unit]:
+    """The units of a classification arch: the encoder's, then the classifier."""
     units, outs = encoder_units(arch)
     c, size = outs[-1]
     return units + [classifier_unit(arch.classifier or Classifier(10), c, size)]
@@ -209,16 +217,15 @@ def space_units(space) -> list[Unit]:
             for p in pos.plugins:
                 if not p.is_none:
                     add([op_unit(p.op, p.hparams, co, co, 1, pos.output_size)])
-    arch = space.sample(0)
-    if arch.decoder is None:
-        chans, size = final_channels(space)
-        clf = arch.classifier or Classifier(10)
-        add(classifier_unit(clf, c, size) for c in sorted(chans))
-    else:
-        from nas.latency.decoder_units import space_decoder_units
-
-        add(space_decoder_units(space))
+    add(HEAD_UNITS[space.task][1](space))
     return list(seen.values())
 
 
-from nas.latency import decoder_units  # noqa: E402,F401  (registers the decoder's unit kinds)
+def classifier_space_units(space) -> list[Unit]:
+    """The classifier at each width that can reach it."""
+    chans, size = final_channels(space)
+    clf = space.sample(0).classifier or Classifier(10)
+    return [classifier_unit(clf, c, size) for c in sorted(chans)]
+
+
+register_head_units("classification", classifier_arch_units, classifier_space_units)

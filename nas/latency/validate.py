@@ -15,10 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from nas.cost import count_arch
 from nas.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from search_spaces.arch import Arch
-
 from nas.latency.predictor import LatencyModel, measure_archs, reference_arch, space_signature
+from nas.latency.table import _progress_bar
+from search_spaces.arch import Arch
 
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -33,8 +34,6 @@ def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str,
 
 
 def macs_of(arch: Arch) -> float:
-    from nas.cost import count_arch
-
     return float(count_arch(arch).macs)
 
 
@@ -69,8 +68,6 @@ def validate(space, model: LatencyModel, n: int = 50, seed: int = 1, out_dir: st
     same figures, `remeasure`): the noise floor of the machine, which no predictor can beat.
     With `out_dir`, writes validation.json (every network), validation.png and validation.html
     (predicted vs measured) there, atomically."""
-    from nas.latency.table import _progress_bar
-
     cal = model.calibration
     archs = validation_archs(space, n, seed, exclude=[p["arch"] for p in cal.points])
     bar = _progress_bar(len(archs) * (2 if repeat else 1), f"validate {space_signature(space)}", progress)

@@ -1,8 +1,8 @@
 """Multi-trial mode: each candidate trained from scratch on a budget, pruned by asynchronous successive halving.
 
 Every trial trains its architecture from scratch for at most `search.trial_epochs` epochs and reports its
-validation accuracy after each one. At the rungs (epochs 1, 2, 4, ... below the budget) a candidate whose
-accuracy falls below the top 1/eta of the candidates already seen at that rung is stopped: the ASHA rule.
+validation metrics (the task's) after each one. At the rungs (epochs 1, 2, 4, ... below the budget) a candidate whose
+primary metric falls below the top 1/eta of the candidates already seen at that rung is stopped: the ASHA rule.
 
 Why the rule lives here and not in an Optuna pruner: the search is multi-objective (accuracy vs latency),
 and Optuna's `Trial.report` / `Trial.should_prune`, and with them every `optuna.pruners` pruner, support
@@ -20,8 +20,11 @@ from typing import Callable
 
 import numpy as np
 import optuna
+import torch
 
+from nas.data import make_loaders
 from nas.io import atomic_write_json
+from nas.training.loop import TrainConfig, TrainingDiverged
 
 
 def rungs(max_epochs: int, grace: int = 1, eta: int = 2) -> list[int]:
@@ -66,60 +69,56 @@ class SuccessiveHalving:
         return math.isfinite(score) and (cut is None or score >= cut)
 
 
-def train_candidate(spec, splits, arch, epochs: int, on_epoch: Callable[[int, float], bool] | None = None,
-                    run_dir: str | None = None) -> float:
+def train_candidate(task, spec, splits, arch, epochs: int,
+                    on_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, float]:
     """Train `arch` from scratch for `epochs` (seeded by spec.seed, so a candidate scores the same in any process);
-    `on_epoch(epoch, val_acc)` returning False stops early."""
-    import torch
-
-    from nas.data.datasets import make_loaders
-    from nas.training.loop import TrainConfig, train_model
-    from search_spaces import build_model
+    `on_epoch(epoch, metrics)` (the task's validation metrics) returning False stops early. Returns the last
+    epoch's metrics."""
 
     class Stop(Exception):
         pass
 
     loaders = make_loaders(splits, spec.data.batch_size, seed=spec.seed)
-    last = {"acc": float("nan")}
+    last = {q: float("nan") for q in task.quality}
 
     def epoch_end(record, _path):
-        last["acc"] = float(record.get("val_accuracy", float("nan")))
-        if on_epoch is not None and not on_epoch(int(record["epoch"]), last["acc"]):
+        last.update({q: float(record.get(f"val_{q}", float("nan"))) for q in task.quality})
+        if on_epoch is not None and not on_epoch(int(record["epoch"]), dict(last)):
             raise Stop
 
     with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         try:
-            train_model(build_model(arch), loaders, TrainConfig.from_spec(spec, epochs=epochs), run_dir or tmp,
-                        resume=False, progress=False, on_epoch_end=epoch_end)
+            task.train(task.build_model(arch), loaders, TrainConfig.from_spec(spec, epochs=epochs), tmp,
+                       resume=False, progress=False, on_epoch_end=epoch_end)
         except Stop:
             pass
-    return last["acc"]
+    return last
 
 
 class MultiTrialScorer:
-    """Scores an arch by training it from scratch; successive halving prunes weak candidates early."""
+    """Scores an arch by training it from scratch; successive halving on the task's primary metric prunes weak
+    candidates early."""
 
-    def __init__(self, run):
-        self.run = run
-        self.halving = SuccessiveHalving(run.path("multi_trial_rungs.json"), run.spec.search.trial_epochs)
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.halving = SuccessiveHalving(ctx.path("multi_trial_rungs.json"), ctx.spec.search.trial_epochs)
 
     def __call__(self, arch) -> dict[str, float]:
-        from nas.training.loop import TrainingDiverged
-
+        ctx, primary = self.ctx, self.ctx.task.primary
         key, pruned = arch.to_string(), {"at": None}
 
-        def on_epoch(epoch: int, acc: float) -> bool:
-            if self.halving.keep(key, epoch, acc):
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            if self.halving.keep(key, epoch, metrics[primary]):
                 return True
             pruned["at"] = epoch
             return False
 
         try:
-            acc = train_candidate(self.run.spec, self.run.splits, arch, self.run.spec.search.trial_epochs, on_epoch)
+            metrics = train_candidate(ctx.task, ctx.spec, ctx.splits, arch, ctx.spec.search.trial_epochs, on_epoch)
         except TrainingDiverged:
-            return {"accuracy": float("nan")}  # a NaN objective: Optuna marks the trial FAIL, the search goes on
+            return {q: float("nan") for q in ctx.task.quality}  # NaN objective: the trial FAILs, the search goes on
         if pruned["at"] is not None:
-            raise optuna.TrialPruned(f"accuracy {acc:.3f} at epoch {pruned['at']} is below the top "
+            raise optuna.TrialPruned(f"{primary} {metrics[primary]:.3f} at epoch {pruned['at']} is below the top "
                                      f"1/{self.halving.eta} of that rung")
-        return {"accuracy": acc}
+        return metrics

@@ -4,17 +4,19 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+from nas.cost import count_arch
+from nas.errors import SearchFailed
 from search_spaces import Arch
-
-QUALITY = ("accuracy", "miou", "pixel_accuracy")  # metrics the scorer measures; the others are costs
 
 
 class ArchEvaluator:
     """Maps an `Arch` to its metrics: accuracy (or mIoU) from a scorer, latency from the model, cost counts."""
 
     def __init__(self, score: Callable[[Arch], dict[str, float]], latency_model=None,
-                 constraints: Sequence = (), cache: dict[str, dict[str, Any]] | None = None):
+                 constraints: Sequence = (), cache: dict[str, dict[str, Any]] | None = None,
+                 quality: Sequence[str] = ()):
         self.score = score
+        self.quality = tuple(quality)  # the task's metrics: a score that reports none of them fails the run
         self.latency_model = latency_model
         self.constraints = list(constraints)
         self.cache: dict[str, dict[str, Any]] = cache if cache is not None else {}
@@ -24,8 +26,6 @@ class ArchEvaluator:
         """Metrics that need no training: params, MACs, peak activation memory, predicted latency."""
         key = arch.to_string()
         if key not in self.cost_cache:
-            from nas.cost import count_arch
-
             c = count_arch(arch)
             out = {"params": float(c.params), "macs": float(c.macs),
                    "peak_activation_mb": float(getattr(c, "peak_activation_bytes", 0)) / 2 ** 20}
@@ -43,7 +43,11 @@ class ArchEvaluator:
         if key in self.cache:
             return {**self.cache[key], "cached": True}
         metrics: dict[str, Any] = self.cost(arch)
-        metrics.update(self.score(arch))
+        scored = self.score(arch)
+        if self.quality and not any(q in scored for q in self.quality):
+            raise SearchFailed(f"the trial's scorer reported {', '.join(sorted(scored)) or 'nothing'}, none of the "
+                               f"task's quality metrics ({', '.join(self.quality)}): the search cannot rank trials")
+        metrics.update(scored)
         metrics["feasible"] = all(v <= 0 for v in self.violations(metrics))
         self.cache[key] = metrics
         return dict(metrics)

@@ -1,20 +1,21 @@
 """`nas search`: one run folder from spec to Pareto front to exported winner, resumable at every stage."""
 from __future__ import annotations
 
-import logging
 import os
-import random
 import time
 from typing import Any
 
 import yaml
 
-from nas.spec.sections import Spec
-from nas.io import atomic_write_json, atomic_write_text
-from nas.spec.schema import SpecError, to_dict
-
-log = logging.getLogger("nas.search")
-
+from nas.io import atomic_write_text
+from nas.latency import stage as latency_stage
+from nas.search.constraints import Constraint, check_achievable
+from nas.search.context import RunContext
+from nas.search.stages import search_and_report, trained_supernet
+from nas.spec.resolve import load_space, load_splits
+from nas.spec.schema import SpecError
+from nas.spec.sections import COST_METRICS, Spec
+from nas.tasks import task_for
 
 # what a resumed run may change: budgets, later stages, and where the work runs (a run started on a laptop goes on
 # on a Ray cluster; the global batch keeps supernet training the same at any process count)
@@ -30,14 +31,21 @@ class SearchRun:
         self.dir = spec.out_dir
         self.resume = resume
         self.progress = progress
+        splits = load_splits(spec)
+        space = load_space(spec, splits)
+        task = task_for(spec.task, space)
+        check_data(task, splits, spec)
+        check_objectives(task, spec)
         self._prepare_dir()
-        from nas.data.datasets import load_dataset
+        self.ctx = RunContext(spec, self.dir, splits, space, task, progress)
 
-        self.splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size,
-                                   seed=spec.seed, download=spec.data.download)
-        self.space = self._load_space()
-        self.objectives = [o.metric for o in spec.objectives]
-        self.directions = [o.direction for o in spec.objectives]
+    @property
+    def space(self):
+        return self.ctx.space
+
+    @property
+    def task(self):
+        return self.ctx.task
 
     # --- run folder ---
     def _prepare_dir(self) -> None:
@@ -57,50 +65,51 @@ class SearchRun:
         os.makedirs(self.dir, exist_ok=True)
         atomic_write_text(spec_path, text)
 
-    def _load_space(self):
-        from nas.launch import load_space
-
-        return load_space(self.spec, self.splits)
-
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
 
     # --- stages ---
     def latency_model(self):
         """The run's latency table (built incrementally) and its calibration."""
-        from nas.latency import stage as latency_stage
-
         return latency_stage.prepare(self.space, self.spec.hardware, self.path("latency"), progress=self.progress,
                                      seed=self.spec.seed)
 
-    def constraints(self, latency_model):
-        """Constraints from the spec, checked against the space's reachable minimum before any training."""
-        from nas.search.constraints import Constraint, minimum_achievable
-
-        out = []
-        for metric, limit in self.spec.constraints.items():
-            c = Constraint(metric, float(limit))
-            low = minimum_achievable(self.space, metric, latency_model=latency_model)
-            if low > c.max:
-                unit = " ms" if metric == "latency_ms" else ""
-                raise SpecError(f"constraints.{metric}: {c.max:g}{unit} cannot be met by any architecture of space "
-                                f"'{self.space.name}' (minimum {low:.4g}{unit})")
-            out.append(c)
+    def constraints(self, latency_model) -> list[Constraint]:
+        """Constraints from the spec, checked against the space's reachable minimum before any training (an exact
+        minimum above a limit refuses the run; an estimated one only warns)."""
+        out = [Constraint(metric, float(limit)) for metric, limit in self.spec.constraints.items()]
+        for warning in check_achievable(self.space, out, self.task, latency_model):
+            self.ctx.say(f"warning: {warning}")
         return out
 
     def supernet(self):
         """Train the supernet (or load it from the run folder; a partial training resumes)."""
-        from nas.search import stages
-
-        return stages.trained_supernet(self)
+        return trained_supernet(self.ctx)
 
     def run(self) -> dict[str, Any]:
-        from nas.search import stages
-
         t0 = time.time()
         latency_model = self.latency_model()
         constraints = self.constraints(latency_model)
-        return stages.search_and_report(self, latency_model, constraints, t0)
+        return search_and_report(self.ctx, latency_model, constraints, t0)
+
+
+def check_data(task, splits, spec: Spec) -> None:
+    """The spec's dataset must be one the task learns from."""
+    if not task.accepts(splits):
+        raise SpecError(f"data.name: dataset '{spec.data.name}' holds {getattr(splits, 'task', 'classification')} "
+                        f"data, but task '{task.name}' learns {task.kind}; choose a {task.kind} dataset")
+
+
+def check_objectives(task, spec: Spec) -> None:
+    """Every objective is a cost or one of the task's quality metrics; at least one is a quality metric."""
+    valid = [*task.quality, *COST_METRICS]
+    for i, o in enumerate(spec.objectives):
+        if o.metric not in valid:
+            raise SpecError(f"objectives[{i}].metric: '{o.metric}' is not measured by task '{task.name}'; valid: "
+                            f"{', '.join(valid)}")
+    if all(o.metric in COST_METRICS for o in spec.objectives):
+        raise SpecError(f"objectives: at least one quality metric is needed; task '{task.name}' measures "
+                        f"{', '.join(task.quality)}")
 
 
 def _first_difference(old: Any, new: Any, ignore: set[str], prefix: str = "") -> str | None:
@@ -115,12 +124,4 @@ def _first_difference(old: Any, new: Any, ignore: set[str], prefix: str = "") ->
     return None if old == new else prefix.rstrip(".")
 
 
-def seeded(seed: int) -> random.Random:
-    return random.Random(seed)
-
-
-def save_summary(run: SearchRun, summary: dict[str, Any]) -> None:
-    atomic_write_json(run.path("summary.json"), summary)
-
-
-__all__ = ["SearchRun", "save_summary", "to_dict"]
+__all__ = ["SearchRun"]

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import optuna
 
+from nas.search.objectives import ArchEvaluator
+from nas.spec.sections import COST_METRICS
 from search_spaces import Arch
-
-from nas.search.objectives import QUALITY, ArchEvaluator
 
 POOL = 600  # samples whose cost quantiles the enqueued trials take (costs must be cheap: table lookups)
 
@@ -71,31 +71,32 @@ def enqueue_spread(study: optuna.Study, space, n: int, cost: Callable[[Arch], fl
     return len(picks)
 
 
-def spread_metric(run, evaluator: ArchEvaluator) -> str:
+def spread_metric(ctx, evaluator: ArchEvaluator) -> str:
     """The cost the first trials spread over: the first minimised cost objective, else latency (or params)."""
-    for name, direction in zip(run.objectives, run.directions):
-        if name not in QUALITY and direction == "minimize":
+    for name, direction in zip(ctx.objectives, ctx.directions):
+        if name in COST_METRICS and direction == "minimize":
             return name
     return "latency_ms" if evaluator.latency_model is not None else "params"
 
 
-def metric_of(run, evaluator: ArchEvaluator, name: str) -> tuple[Callable[[Arch], float], bool]:
+def metric_of(ctx, evaluator: ArchEvaluator, name: str) -> tuple[Callable[[Arch], float], bool]:
     """`arch -> value` of a cost metric, and whether it is cheap (a table lookup, not a counting pass)."""
     if name == "latency_ms" and evaluator.latency_model is not None:
         return evaluator.latency_model.predict, True
-    if name == "params" and run.space.task == "classification":
-        return run.space.params, True  # a segmentation net's decoder is not in space.params
+    cheap = ctx.task.cheap_cost(ctx.space, name)
+    if cheap is not None:
+        return cheap, True
     return (lambda arch: evaluator.cost(arch)[name]), False
 
 
-def enqueue_first_trials(run, study: optuna.Study, evaluator: ArchEvaluator) -> tuple[int, str]:
+def enqueue_first_trials(ctx, study: optuna.Study, evaluator: ArchEvaluator) -> tuple[int, str]:
     """Enqueue `search.spread_trials` (default: one population) feasible trials spread over the cost range;
     returns how many, and the metric they spread over."""
-    s = run.spec.search
+    s = ctx.spec.search
     n = min(s.population if s.spread_trials is None else s.spread_trials, s.trials)
-    metric = spread_metric(run, evaluator)
-    cost, cheap = metric_of(run, evaluator, metric)
-    checks = [(c, *metric_of(run, evaluator, c.metric)) for c in evaluator.constraints]
+    metric = spread_metric(ctx, evaluator)
+    cost, cheap = metric_of(ctx, evaluator, metric)
+    checks = [(c, *metric_of(ctx, evaluator, c.metric)) for c in evaluator.constraints]
     feasible = (lambda arch: all(c.violation(value(arch)) <= 0 for c, value, _ in checks)) if checks else None
     pool = POOL if cheap and all(ok for *_, ok in checks) else max(4 * n, 40)  # counting costs ~0.2 s a network
-    return enqueue_spread(study, run.space, n, cost, run.spec.seed, feasible, pool), metric
+    return enqueue_spread(study, ctx.space, n, cost, ctx.spec.seed, feasible, pool), metric

@@ -1,311 +1,205 @@
-"""The stages of a search after set-up: supernet, trials, front, tracking, export, retraining."""
+"""The stages of a search after set-up: supernet, trials, front, retraining, export, tracking."""
 from __future__ import annotations
 
-import logging
-import math
 import os
 import time
 from typing import Any
 
 import numpy as np
 
-from nas.io import atomic_write_text
+from nas.errors import SearchFailed
+from nas.evaluation.classification import recalibrate_bn
+from nas.export.code import save_weights, write_code, write_onnx
+from nas.io import atomic_write_json, atomic_write_text
+from nas.launch import train_supernet_from_spec
+from nas.search.context import RunContext
+from nas.search.executors.local import run_local
+from nas.search.front import (
+    axes,
+    choose,
+    finite,
+    front_hypervolume,
+    mark_front,
+    reference_point,
+    study_points,
+    trial_rows,
+)
+from nas.search.multi_trial import MultiTrialScorer
+from nas.search.objectives import ArchEvaluator
+from nas.search.pareto import hypervolume, to_minimisation
+from nas.search.retrain import retrain_front
+from nas.search.spread import enqueue_first_trials
+from nas.search.study import finished_count, make_sampler, open_study
 from nas.spec.schema import to_dict
-
-from nas.search.objectives import QUALITY, ArchEvaluator
-from nas.search.pareto import hypervolume, knee_point, non_dominated, to_minimisation
-
-log = logging.getLogger("nas.search")
+from nas.tracking import WandbTracker, write_local
+from nas.training.checkpoint import read_checkpoint
+from search_spaces import Arch
 
 
-def say(run, msg: str) -> None:
-    """A progress line for the user (stderr), also kept in the run folder's log."""
-    import sys
-
-    print(f"[nas] {msg}", file=sys.stderr, flush=True)
-    with open(run.path("search.log"), "a") as f:
-        f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
-
-
-def loaders(run):
-    from nas.data.datasets import make_loaders
-
-    return make_loaders(run.splits, run.spec.data.batch_size, seed=run.spec.seed,
-                        num_workers=run.spec.data.num_workers)
-
-
-def train_config(run, epochs: int | None = None):
-    from nas.training.loop import TrainConfig
-
-    return TrainConfig.from_spec(run.spec, epochs=epochs)
-
-
-def trained_supernet(run):
+def trained_supernet(ctx: RunContext):
     """The run's supernet, trained for spec.supernet.epochs (resuming a partial training) in this process, in N
     DDP processes or on Ray Train, as `spec.distributed` says."""
-    from nas.launch import train_supernet_from_spec
-
-    d = run.spec.distributed
+    d, folder = ctx.spec.distributed, ctx.path("supernet")
     if d.backend != "none":
-        ck = supernet_checkpoint(run.dir)
-        if ck is not None and ck["epoch"] >= run.spec.supernet.epochs:
-            return supernet_with(run.space, ck)  # no processes or workers to start for nothing
+        ck = read_checkpoint(folder)
+        if ck is not None and ck["epoch"] >= ctx.spec.supernet.epochs:
+            return supernet_with(ctx, ck)  # no processes or workers to start for nothing
     where = {"none": "", "ddp": f" in {d.nproc} DDP processes", "ray": f" on {d.num_workers} Ray Train workers"}
-    say(run, f"supernet: {run.spec.supernet.epochs} epochs on {run.spec.data.name}{where[d.backend]}")
-    result = train_supernet_from_spec(run.spec, resume=True, progress=run.progress is not False, splits=run.splits)
-    supernet = result["supernet"] if "supernet" in result else load_trained_supernet(run.space, run.dir)
-    say(run, f"supernet: {sum(p.numel() for p in supernet.parameters()) / 1e6:.2f} M shared parameters trained")
-    return supernet
+    ctx.say(f"supernet: {ctx.spec.supernet.epochs} epochs on {ctx.spec.data.name}{where[d.backend]}")
+    result = train_supernet_from_spec(ctx.spec, resume=True, progress=ctx.progress is not False, splits=ctx.splits)
+    supernet = result.get("supernet")
+    if supernet is None:
+        supernet = supernet_with(ctx, read_checkpoint(folder))
+    ctx.say(f"supernet: {sum(p.numel() for p in supernet.parameters()) / 1e6:.2f} M shared parameters trained")
+    return supernet.eval()
 
 
-def supernet_checkpoint(run_dir: str):
-    """The run's last supernet checkpoint (a dict with "model" and "epoch"), or None when there is none."""
-    import torch
-
-    from nas.training.loop import CHECKPOINT
-
-    path = os.path.join(run_dir, "supernet", CHECKPOINT)
-    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
-
-
-def supernet_with(space, checkpoint: dict):
-    """The space's supernet holding the checkpoint's weights, in eval mode."""
-    from nas.supernet.segmentation import supernet_for
-
-    supernet = supernet_for(space)
+def supernet_with(ctx: RunContext, checkpoint: dict):
+    """The run's supernet holding a checkpoint's weights, in eval mode."""
+    supernet = ctx.task.build_supernet(ctx.space)
     supernet.load_state_dict(checkpoint["model"])
     return supernet.eval()
 
 
-def load_trained_supernet(space, run_dir: str):
-    """The supernet with the weights of the run's last checkpoint (for Ray workers and export)."""
-    from nas.training.loop import CHECKPOINT
-
-    ck = supernet_checkpoint(run_dir)
-    if ck is None:
-        expected = os.path.join(run_dir, "supernet", CHECKPOINT)
-        raise FileNotFoundError(f"no trained supernet in {run_dir}: expected {expected}")
-    return supernet_with(space, ck)
-
-
-def one_shot_scorer(run, supernet):
-    """Accuracy (mIoU for segmentation) of a path with inherited weights, BN recalibrated, on the val split."""
-    from nas.evaluation.classification import score_arch
-
-    train_loader, val_loader, _ = loaders(run)
-    if run.space.task == "segmentation":
-        from nas.evaluation.segmentation import score_seg_arch
-
-        def score_seg(arch) -> dict[str, float]:
-            out = score_seg_arch(supernet, arch, train_loader, val_loader, run.spec.search.bn_batches)
-            return {"miou": float(out["miou"]), "pixel_accuracy": float(out["pixel_accuracy"])}
-
-        return score_seg
+def one_shot_scorer(ctx: RunContext, supernet):
+    """The task's quality metrics of a path with inherited weights, BN recalibrated, on the val split."""
+    train_loader, val_loader, _ = ctx.loaders()
 
     def score(arch) -> dict[str, float]:
-        return {"accuracy": float(score_arch(supernet, arch, train_loader, val_loader, run.spec.search.bn_batches))}
+        return ctx.task.score(supernet, arch, train_loader, val_loader, ctx.spec.search.bn_batches)
 
     return score
 
 
-def reference_point(run, evaluator: ArchEvaluator) -> list[float]:
-    """Hypervolume reference: 0 for quality metrics, 1.1x the largest architecture's cost for cost metrics."""
-    big = evaluator.cost(run.space.largest())
-    if evaluator.latency_model is not None:
-        # the most parameters need not be the slowest (an STN, a decoder's upsampling or a max-pool costs time, not
-        # parameters): take the slowest architecture's latency where it is higher
-        slowest = evaluator.latency_model.predict(run.space.largest(score=evaluator.latency_model.predict))
-        big["latency_ms"] = max(big.get("latency_ms", 0.0), slowest)
-    ref = []
-    for name, direction in zip(run.objectives, run.directions):
-        v = 0.0 if name in QUALITY else 1.1 * big.get(name, 1.0)
-        ref.append(-v if direction == "maximize" else v)
-    return ref
-
-
-def trial_rows(study, objectives, directions) -> list[dict[str, Any]]:
-    """One row per finished trial, with on_front marked among feasible completed trials."""
-    import optuna
-
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if not t.state.is_finished():
-            continue
-        m = t.user_attrs.get("metrics", {})
-        feasible = all(v <= 0 for v in t.constraints.values())
-        row = {"trial": t.number, "arch": t.user_attrs.get("arch", ""), "state": t.state.name,
-               "feasible": feasible, "on_front": False}
-        row.update({k: v for k, v in m.items() if k not in ("feasible", "cached")})
-        if t.values:  # the objective values the sampler saw (the only metrics a Ray trial stores)
-            row.update(zip(objectives, t.values))
-        row["ok"] = t.state == optuna.trial.TrialState.COMPLETE
-        rows.append(row)
-    mark_front(rows, objectives, directions)
-    return rows
-
-
-def mark_front(rows, objectives, directions) -> None:
-    """Mark the non-dominated rows among the feasible complete ones; an architecture the sampler proposed again
-    is on the front once, as its first trial (the repeats were served from the cache)."""
-    cand, seen = [], set()
-    for r in rows:
-        key = r.get("arch") or r["trial"]
-        if r["ok"] and r["feasible"] and all(_finite(r.get(o)) for o in objectives) and key not in seen:
-            cand.append(r)
-            seen.add(key)
-    if not cand:
-        return
-    pts = to_minimisation([[r[o] for o in objectives] for r in cand], directions)
-    for i in non_dominated(pts):
-        cand[i]["on_front"] = True
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def choose(rows, objectives, directions, how: str) -> dict[str, Any] | None:
-    """The exported point of the front: its knee, or its best-accuracy / lowest-latency end."""
-    front = [r for r in rows if r["on_front"]]
-    if not front:
-        return None
-    if how == "accuracy":
-        q = next((o for o in objectives if o in QUALITY), objectives[0])
-        return max(front, key=lambda r: r[q])
-    if how == "latency":
-        c = next((o for o in objectives if o not in QUALITY), objectives[-1])
-        return min(front, key=lambda r: r[c])
-    pts = to_minimisation([[r[o] for o in objectives] for r in front], directions)
-    return front[knee_point(pts)]
-
-
-def axes(objectives, directions) -> tuple[str, str]:
-    y = next((o for o, d in zip(objectives, directions) if d == "maximize"), objectives[0])
-    x = next((o for o in objectives if o != y), "latency_ms")
-    return x, y
-
-
-def search_and_report(run, latency_model, constraints, t0: float) -> dict[str, Any]:
-    from search_spaces import Arch
-
-    from nas.search.study import completed_cache, finished_count, make_objective, make_sampler, open_study, run_study
-    from nas.search.spread import enqueue_first_trials
-
-    spec = run.spec
-    if spec.search.executor == "ray":
-        from nas.search.executors.ray_tune import connect
+def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) -> dict[str, Any]:
+    """Score trials until the study holds `search.trials`, then the front, retraining, export and tracking."""
+    spec = ctx.spec
+    ray = spec.search.executor == "ray"
+    if ray:
+        from nas.search.executors.ray_tune import connect, run_ray_search  # ray: a heavy optional dependency
 
         connect(spec.search.ray)  # before any training: a runtime that cannot hold one trial fails here
     if spec.search.mode == "one_shot":
-        supernet = trained_supernet(run)
-        score = one_shot_scorer(run, supernet)
+        supernet = trained_supernet(ctx)
+        score = one_shot_scorer(ctx, supernet)
     else:
-        from nas.search.multi_trial import MultiTrialScorer
-
-        supernet, score = None, MultiTrialScorer(run)
-    evaluator = ArchEvaluator(score, latency_model, constraints)
-    ref = reference_point(run, evaluator)
-    tracker = start_tracker(run)
-    sampler = make_sampler(spec.search.sampler, spec.seed, spec.search.population)
-    study = open_study(run.dir, spec.name, run.directions, sampler)
-    spread, metric = enqueue_first_trials(run, study, evaluator)
+        supernet, score = None, MultiTrialScorer(ctx)
+    evaluator = ArchEvaluator(score, latency_model, constraints, quality=ctx.task.quality)
+    ref = reference_point(ctx, evaluator)
+    tracker = start_tracker(ctx)
+    study = open_study(ctx.dir, spec.name, ctx.directions,
+                       make_sampler(spec.search.sampler, spec.seed, spec.search.population))
+    spread, metric = enqueue_first_trials(ctx, study, evaluator)
     if spread:
-        say(run, f"search: the first {spread} trials spread over the space's {metric} range")
-    front_pts: list[list[float]] = [list(p) for p in _study_points(study, run.objectives, run.directions)]
+        ctx.say(f"search: the first {spread} trials spread over the space's {metric} range")
+    front_pts: list[list[float]] = [list(p) for p in study_points(study, ctx.objectives, ctx.directions)]
 
     def on_trial(trial, arch, metrics):
-        vals = [metrics.get(o) for o in run.objectives]
-        if metrics.get("feasible") and all(_finite(v) for v in vals):
-            front_pts.append(list(to_minimisation([vals], run.directions)[0]))
+        vals = [metrics.get(o) for o in ctx.objectives]
+        if metrics.get("feasible") and all(finite(v) for v in vals):
+            front_pts.append(list(to_minimisation([vals], ctx.directions)[0]))
         if tracker:
-            row = {"trial": trial.number, **{k: v for k, v in metrics.items() if _finite(v)}}
+            row = {"trial": trial.number, **{k: v for k, v in metrics.items() if finite(v)}}
             tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
 
-    done = f"{finished_count(study)} already done in {os.path.join(run.dir, 'study.db')}"
-    if spec.search.executor == "ray":
-        from nas.search.executors.ray_tune import run_ray_search
-
-        say(run, f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, {done})")
-        study = run_ray_search(run, evaluator, on_trial=on_trial)
+    done = f"{finished_count(study)} already done in {os.path.join(ctx.dir, 'study.db')}"
+    if ray:
+        ctx.say(f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, {done})")
+        study = run_ray_search(ctx, evaluator, on_trial=on_trial)
     else:
-        evaluator.cache.update(completed_cache(study))
-        objective = make_objective(run.space, evaluator, run.objectives, on_trial=on_trial)
-        say(run, f"search: {spec.search.trials} trials with {spec.search.sampler} ({done})")
-        run_study(study, objective, spec.search.trials, spec.search.timeout_s, run.progress)
+        ctx.say(f"search: {spec.search.trials} trials with {spec.search.sampler} ({done})")
+        run_local(ctx, study, evaluator, on_trial=on_trial)
 
-    rows = trial_rows(study, run.objectives, run.directions)
-    from nas.tracking import write_local
-
-    x, y = axes(run.objectives, run.directions)
-    best_row = choose(rows, run.objectives, run.directions, spec.export.choose)
+    rows = trial_rows(study, ctx.objectives, ctx.directions)
+    complete = sum(r["ok"] for r in rows)
+    if not complete:
+        raise SearchFailed(no_result_message(ctx, rows))
     summary: dict[str, Any] = {
-        "name": spec.name, "space": run.space.name, "trials": len(rows),
-        "complete": sum(r["ok"] for r in rows), "front": [r for r in rows if r["on_front"]],
-        "hypervolume": _hv(rows, run.objectives, run.directions, ref), "reference_point": ref,
+        "name": spec.name, "space": ctx.space.name, "task": ctx.task.name, "trials": len(rows),
+        "complete": complete, "front": [r for r in rows if r["on_front"]],
+        "hypervolume": front_hypervolume(rows, ctx.objectives, ctx.directions, ref), "reference_point": ref,
     }
     baseline = None
-    if best_row is not None:
-        best_arch = Arch.from_string(best_row["arch"])
-        export_best(run, best_arch, supernet, best_row)
-        summary["best"] = best_row
     if spec.retrain.top_k > 0:
-        from nas.search.retrain import retrain_front
-
-        summary["retrain"], baseline = retrain_front(run, rows, latency_model)
-    write_local(run.dir, rows, x=x, y=y, reference=baseline, title=f"{spec.name}: {y} vs {x} ({run.space.name})")
+        summary["retrain"], baseline, retrained = retrain_front(ctx, rows, latency_model)
+        best = choose_retrained(ctx, retrained)
+        if best is not None:
+            row, model = best
+            export_best(ctx, Arch.from_string(row["arch"]), model, row)
+            summary["best"], summary["best_from"] = row, "retrained"
+    if "best" not in summary:
+        row = choose(rows, ctx.objectives, ctx.directions, spec.export.choose)
+        if row is not None:
+            arch = Arch.from_string(row["arch"])
+            model = None
+            if supernet is not None:  # BN statistics re-estimated as the trial was scored
+                model = recalibrate_bn(supernet, ctx.loaders()[0], spec.search.bn_batches, arch=arch)
+            export_best(ctx, arch, model, row)
+            summary["best"], summary["best_from"] = row, "one_shot"
+    x, y = axes(ctx.objectives, ctx.directions)
+    write_local(ctx.dir, rows, x=x, y=y, reference=baseline, title=f"{spec.name}: {y} vs {x} ({ctx.space.name})")
     if tracker:
         tracker.log_front(rows, x=x, y=y)
         tracker.run.summary["hypervolume"] = summary["hypervolume"]
         tracker.finish()
     summary["seconds"] = round(time.time() - t0, 1)
-    from nas.search.runner import save_summary
-
-    save_summary(run, summary)
+    atomic_write_json(ctx.path("summary.json"), summary)
     return summary
 
 
-def _study_points(study, objectives, directions):
-    for t in study.get_trials(deepcopy=False):
-        m = t.user_attrs.get("metrics")
-        if m and m.get("feasible") and all(_finite(m.get(o)) for o in objectives):
-            yield to_minimisation([[m[o] for o in objectives]], directions)[0]
+def no_result_message(ctx: RunContext, rows) -> str:
+    """Why a search has nothing to report: how many trials ran and what became of them."""
+    if not rows:
+        return (f"search: no trial finished (search.trials={ctx.spec.search.trials}, "
+                f"search.timeout_s={ctx.spec.search.timeout_s}); raise the budget and run again with --resume")
+    states = {}
+    for r in rows:
+        states[r["state"].lower()] = states.get(r["state"].lower(), 0) + 1
+    scored = [r for r in rows if "params" in r or any(q in r for q in ctx.task.quality)]  # NaN quality: not stored
+    why = (f"no trial reported {ctx.quality_objective} (task '{ctx.task.name}' measures "
+           f"{', '.join(ctx.task.quality)})" if not scored else
+           "every scored trial's objectives were NaN (training diverged: lower supernet.lr?)")
+    return (f"search: none of {len(rows)} trials completed ({', '.join(f'{n} {s}' for s, n in states.items())}): "
+            f"{why}; see {ctx.path('search.log')} and {ctx.path('study.db')}")
 
 
-def _hv(rows, objectives, directions, ref) -> float:
-    pts = [r for r in rows if r["on_front"]]
-    if not pts:
-        return 0.0
-    return hypervolume(to_minimisation([[r[o] for o in objectives] for r in pts], directions), ref)
+def choose_retrained(ctx: RunContext, retrained: list[dict[str, Any]]):
+    """The exported point of the retrained front (test quality vs latency measured side by side), and its
+    trained network; None when nothing was retrained."""
+    if not retrained:
+        return None
+    q, c = ctx.task.primary, ctx.cost_objective
+    measured = "measured_latency_ms" if c == "latency_ms" else c
+    rows = [{"trial": r["trial"], "arch": r["arch"], "ok": True, "feasible": True, "on_front": False,
+             q: r[f"test_{q}"], c: r[measured], "test_quality": r[f"test_{q}"]} for r in retrained]
+    objectives, directions = [q, c], ["maximize", "minimize"]
+    mark_front(rows, objectives, directions)
+    row = choose(rows, objectives, directions, ctx.spec.export.choose)
+    model = next(r["model"] for r in retrained if r["trial"] == row["trial"])
+    return {k: v for k, v in row.items() if k not in ("ok", "on_front")}, model
 
 
-def start_tracker(run):
-    w = run.spec.tracking.wandb
+def start_tracker(ctx: RunContext):
+    w = ctx.spec.tracking.wandb
     if not w.enabled or w.mode == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
         return None
-    from nas.tracking import WandbTracker
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbTracker(run.dir, run.spec.name, to_dict(run.spec), mode=w.mode, project=w.project, entity=w.entity)
+    return WandbTracker(ctx.dir, ctx.spec.name, to_dict(ctx.spec), mode=w.mode, project=w.project, entity=w.entity)
 
 
-def export_best(run, arch, supernet, row) -> None:
-    """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or trained), optional ONNX."""
-    from nas.export.code import save_weights, write_code
-
-    best = run.path("best")
+def export_best(ctx: RunContext, arch, model, row) -> None:
+    """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or retrained), optional ONNX."""
+    best = ctx.path("best")
     os.makedirs(best, exist_ok=True)
     atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())
     weights = None
-    if supernet is not None:
-        from nas.export.code import recalibrated_path
-
-        model = recalibrated_path(run.spec, supernet, arch)  # BN statistics as the trial was scored with
+    if model is not None:
         weights = os.path.join(best, "weights.pt")
         save_weights(model, weights)
     write_code(arch, os.path.join(best, "model.py"), weights=weights)
-    if run.spec.export.onnx and supernet is not None:
-        from nas.export.code import write_onnx
-
+    if ctx.spec.export.onnx and model is not None:
         write_onnx(model, arch, os.path.join(best, "model.onnx"))
-    say(run, f"best (trial {row['trial']}, {run.spec.export.choose}): "
-             + ", ".join(f"{k}={row[k]:.4g}" for k in run.objectives if _finite(row.get(k))) + f" -> {best}/")
+    shown = [k for k in (*ctx.objectives, "test_quality") if finite(row.get(k))]
+    ctx.say(f"best (trial {row['trial']}, {ctx.spec.export.choose}): "
+            + ", ".join(f"{k}={row[k]:.4g}" for k in shown) + f" -> {best}/")

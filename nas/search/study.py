@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from search_spaces import Arch
-
+from nas.errors import UserError
 from nas.search.objectives import ArchEvaluator, objective_values
+from search_spaces import Arch
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 
@@ -61,7 +61,7 @@ def _random(seed, population):
 
 def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
     if name not in SAMPLERS:
-        raise ValueError(f"search.sampler: unknown sampler '{name}'; valid: {', '.join(SAMPLERS)}")
+        raise UserError(f"search.sampler: unknown sampler '{name}'; valid: {', '.join(SAMPLERS)}")
     return SAMPLERS[name](seed, population)
 
 

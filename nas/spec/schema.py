@@ -7,8 +7,10 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+from nas.errors import UserError
 
-class SpecError(ValueError):
+
+class SpecError(UserError):
     """A spec value that is missing, unknown or of the wrong type; the message names the key path."""
 
 

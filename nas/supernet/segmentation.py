@@ -26,12 +26,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from nas.supernet.supernet import Supernet, SupernetError
 from ops import build_op
 from search_spaces.arch import Arch, Classifier, Decoder
 from search_spaces.schema import DECODER_FIELDS, ClassifierSpec
 from search_spaces.segmentation import SegDecoder, SegNet, build_call, build_decoder, decoder_recipe, pyramid
-
-from nas.supernet.supernet import Supernet, SupernetError
 
 TEMPLATE_CACHE = 1024
 
@@ -235,8 +234,3 @@ class SegSupernet(nn.Module):
                 raise SupernetError(f"seg supernet: extract({arch.to_string()[:60]}...): tensor '{name}' has no slice")
             t.copy_(src)
         return model.train(self.training)
-
-
-def supernet_for(space) -> nn.Module:
-    """The weight-sharing supernet of `space`: `SegSupernet` for a dense-prediction space, else `Supernet`."""
-    return SegSupernet(space) if getattr(space.spec, "decoder", None) is not None else Supernet(space)

@@ -25,11 +25,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from nas.supernet.tensor_store import SupernetError, TensorStore, bind_tensors, meta_build, named_tensors
 from ops import build_op, op_spec
 from search_spaces.arch import Arch, Classifier, Layer
 from search_spaces.builder import build_classifier, build_layer, build_model
-
-from nas.supernet.tensor_store import SupernetError, TensorStore, bind_tensors, meta_build, named_tensors
 
 TEMPLATE_CACHE = 4096  # templates kept (LRU); each is a few kB of meta-device modules
 

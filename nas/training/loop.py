@@ -27,9 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nas.errors import UserError
+from nas.evaluation.classification import evaluate as evaluate_accuracy
 from nas.io import atomic_torch_save
-
-CHECKPOINT = "checkpoint.pt"
+from nas.spec.schema import to_dict
+from nas.supernet.sampling import make_sampler
+from nas.training.checkpoint import CHECKPOINT
+from nas.training.distributed import average_bn_stats, average_gradients, dist_context, training_device
 
 
 class TrainingDiverged(RuntimeError):
@@ -60,9 +64,9 @@ class TrainConfig:
                    "sampler": ("uniform", "fair", "sandwich")}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise ValueError(f"supernet.{key}: '{getattr(self, key)}' is not allowed; valid: {', '.join(valid)}")
+                raise UserError(f"supernet.{key}: '{getattr(self, key)}' is not allowed; valid: {', '.join(valid)}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"supernet: epochs >= 0, batch_size >= 1 and lr > 0 are needed (got epochs={self.epochs}, "
+            raise UserError(f"supernet: epochs >= 0, batch_size >= 1 and lr > 0 are needed (got epochs={self.epochs}, "
                              f"batch_size={self.batch_size}, lr={self.lr})")
 
     @classmethod
@@ -70,14 +74,12 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"train config: unknown key '{unknown[0]}'; valid: {', '.join(sorted(known))}")
+            raise UserError(f"train config: unknown key '{unknown[0]}'; valid: {', '.join(sorted(known))}")
         return cls(**d)
 
     @classmethod
     def from_spec(cls, spec, epochs: Optional[int] = None) -> "TrainConfig":
         """The spec's `supernet` section, with data.batch_size and the spec's seed."""
-        from nas.spec.schema import to_dict
-
         d = to_dict(spec.supernet)
         d.update(batch_size=spec.data.batch_size, seed=spec.seed)
         if epochs is not None:
@@ -87,80 +89,6 @@ class TrainConfig:
 
 def as_config(cfg) -> TrainConfig:
     return cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(dict(cfg))
-
-
-# --- distributed -----------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DistContext:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_context() -> DistContext:
-    """Rank and world size of the initialised process group (rank 0 of 1 without one)."""
-    if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    return DistContext()
-
-
-def init_distributed() -> DistContext:
-    """Join the process group that torchrun describes in the environment (nccl on CUDA, gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return dist_context()
-
-
-def training_device(ctx: DistContext) -> torch.device:
-    return torch.device("cuda", ctx.local_rank % torch.cuda.device_count()) if torch.cuda.is_available() \
-        else torch.device("cpu")
-
-
-def _flat_all_reduce_mean(tensors: list[torch.Tensor], world: int) -> None:
-    """Average `tensors` in place over all ranks with one all-reduce per dtype."""
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for t in tensors:
-        by_dtype.setdefault(t.dtype, []).append(t)
-    for group in by_dtype.values():
-        flat = torch.cat([t.reshape(-1) for t in group])
-        dist.all_reduce(flat)
-        flat /= world
-        offset = 0
-        for t in group:
-            t.copy_(flat[offset:offset + t.numel()].view_as(t))
-            offset += t.numel()
-
-
-def average_gradients(params, world: int) -> None:
-    """Average the gradients that exist (the sampled path's; the same set on every rank) across ranks."""
-    if world > 1:
-        grads = [p.grad for p in params if p.grad is not None]
-        if grads:
-            _flat_all_reduce_mean(grads, world)
-
-
-def average_bn_stats(model: nn.Module, world: int) -> None:
-    """Average BatchNorm running statistics across ranks, so every rank (and the checkpoint) holds the same."""
-    if world > 1:
-        stats = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and
-                 m.running_mean is not None for b in (m.running_mean, m.running_var)]
-        if stats:
-            _flat_all_reduce_mean(stats, world)
-
-
-def broadcast_state(model: nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        for t in [*model.parameters(), *model.buffers()]:
-            dist.broadcast(t.data, 0)
 
 
 # --- optimisation pieces ---------------------------------------------------------------------------------------------
@@ -227,23 +155,26 @@ def _say(msg: str) -> None:
 # --- the loop --------------------------------------------------------------------------------------------------------
 
 def train_supernet(supernet, loaders, cfg, run_dir: str, resume: bool = False, progress: bool = True,
-                   on_epoch_end: Callable[[dict, str], None] | None = None) -> list[dict]:
-    """Train `supernet` with one (or, for sandwich, three) sampled paths per step; returns the epoch history."""
-    from nas.supernet.sampling import make_sampler
-
+                   on_epoch_end: Callable[[dict, str], None] | None = None,
+                   criterion: nn.Module | None = None) -> list[dict]:
+    """Train `supernet` with one (or, for sandwich, three) sampled paths per step; returns the epoch history.
+    `criterion`: the task's loss (default: cross-entropy with the config's label smoothing)."""
     cfg = as_config(cfg)
     sampler = make_sampler(cfg.sampler, supernet.space, cfg.seed)
-    return _fit(supernet, sampler, loaders, cfg, run_dir, resume, progress, on_epoch_end)
+    return _fit(supernet, sampler, loaders, cfg, run_dir, resume, progress, on_epoch_end, criterion, None)
 
 
 def train_model(model: nn.Module, loaders, cfg, run_dir: str, resume: bool = False, progress: bool = True,
-                on_epoch_end: Callable[[dict, str], None] | None = None) -> list[dict]:
-    """Train a standalone network (e.g. an extracted subnet); validation accuracy after each epoch."""
-    return _fit(model, None, loaders, as_config(cfg), run_dir, resume, progress, on_epoch_end)
+                on_epoch_end: Callable[[dict, str], None] | None = None, criterion: nn.Module | None = None,
+                evaluate: Callable[[nn.Module, Any], dict] | None = None) -> list[dict]:
+    """Train a standalone network (e.g. an extracted subnet); after each epoch `evaluate(model, val_loader)`
+    (default: accuracy and loss) goes into the record as `val_<metric>`."""
+    return _fit(model, None, loaders, as_config(cfg), run_dir, resume, progress, on_epoch_end, criterion,
+                evaluate or evaluate_accuracy)
 
 
 def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, progress: bool,
-         on_epoch_end) -> list[dict]:
+         on_epoch_end, criterion, evaluate) -> list[dict]:
     ctx = dist_context()
     device = training_device(ctx)
     cuda = device.type == "cuda"
@@ -254,7 +185,7 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
         say("channels_last: CUDA only; ignored on CPU")
     if cfg.sync_bn:
         if not cuda:
-            raise ValueError("supernet.sync_bn: SyncBatchNorm runs on CUDA only (on CPU torch raises 'expected input "
+            raise UserError("supernet.sync_bn: SyncBatchNorm runs on CUDA only (on CPU torch raises 'expected input "
                              "tensor to be on GPU'); set sync_bn: false")
         if sampler is None:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -269,14 +200,14 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
         train_loader, val_loader = loaders, None
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"data.batch_size: {cfg.batch_size} leaves no full training batch; use a smaller batch")
+        raise UserError(f"data.batch_size: {cfg.batch_size} leaves no full training batch; use a smaller batch")
     total = cfg.epochs * steps_per_epoch
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total))
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if cuda else None
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    criterion = criterion if criterion is not None else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     params = [p for p in model.parameters() if p.requires_grad]
     data_rng = getattr(train_loader, "generator", None)
 
@@ -304,9 +235,7 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
         step += steps_per_epoch
         average_bn_stats(model, ctx.world)
         record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0], **stats}
-        if sampler is None and val_loader is not None and ctx.main:
-            from nas.evaluation.classification import evaluate
-
+        if evaluate is not None and val_loader is not None and ctx.main:
             record.update({f"val_{k}": v for k, v in evaluate(model, val_loader).items()})
         history.append(record)
         if ctx.main:
@@ -332,7 +261,7 @@ def _check_resumable(ck: dict, cfg: TrainConfig, path: str) -> None:
     old = ck.get("config", {})
     for key in ("batch_size", "optimizer", "sampler", "seed"):
         if key in old and old[key] != getattr(cfg, key):
-            raise ValueError(f"--resume: {path} was trained with {key}={old[key]!r}, the spec now says "
+            raise UserError(f"--resume: {path} was trained with {key}={old[key]!r}, the spec now says "
                              f"{getattr(cfg, key)!r}; use another run folder to train with a different {key}")
 
 
@@ -383,9 +312,10 @@ def _train_epoch(model, sampler, loader, optimizer, scheduler, scaler, criterion
         scaler.update()
         scheduler.step()
         step += 1
-        n = y.numel()
+        counted = y != getattr(criterion, "ignore_index", -100)  # labels the loss counts (segmentation: not 255)
+        n = int(counted.sum())
         loss_sum += step_loss / len(paths) * n
-        correct += int((out.argmax(1) == y).sum())  # of the last path
+        correct += int(((out.argmax(1) == y) & counted).sum())  # of the last path
         seen += n
         elapsed = time.perf_counter() - t0
         pbar.update(1)

@@ -21,6 +21,7 @@ from pathlib import Path
 from ops.layers import make_divisible
 
 from ..arch import Arch, Layer
+from ..schema import SpaceError
 
 PRESET_DIR = Path(__file__).resolve().parent
 
@@ -48,12 +49,12 @@ def load_preset(name: str, num_classes: int | None = None, input_size: int | Non
         return load_preset(base, **{**adjust, **{k: v for k, v in given.items() if v is not None}})
     for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"preset '{name}': {arg}={value!r} is invalid; valid: an integer >= 1")
+            raise SpaceError(f"preset '{name}': {arg}={value!r} is invalid; valid: an integer >= 1")
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         close = difflib.get_close_matches(str(name), preset_names(), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"unknown preset '{name}'; {hint}valid: {', '.join(preset_names())}")
+        raise SpaceError(f"unknown preset '{name}'; {hint}valid: {', '.join(preset_names())}")
     arch = Arch.from_yaml(path.read_text())
     if width_mult is not None and width_mult != 1:
         arch = scale_width(arch, width_mult)
@@ -75,7 +76,7 @@ def _scale_layer(layer: Layer, mult: float) -> Layer:
 def scale_width(arch: Arch, mult: float) -> Arch:
     """Stem and stage widths times `mult` (multiples of 8); head widths times max(1, mult)."""
     if mult <= 0:
-        raise ValueError(f"width_mult={mult} is invalid; valid: a number > 0, e.g. 0.5, 0.75, 1.4")
+        raise SpaceError(f"width_mult={mult} is invalid; valid: a number > 0, e.g. 0.5, 0.75, 1.4")
     return arch.replace(stem=tuple(_scale_layer(l, mult) for l in arch.stem),
                         stages=tuple(tuple(_scale_layer(l, mult) for l in s) for s in arch.stages),
                         head=tuple(_scale_layer(l, max(1.0, mult)) for l in arch.head))
@@ -84,7 +85,7 @@ def scale_width(arch: Arch, mult: float) -> Arch:
 def reduce_strides(arch: Arch, input_size: int) -> Arch:
     """`arch` at `input_size`: strided layers set to stride 1, earliest first, while the last map is too small."""
     if input_size < 1:
-        raise ValueError(f"input_size={input_size} is invalid; valid: a positive number of pixels, e.g. 32")
+        raise SpaceError(f"input_size={input_size} is invalid; valid: a positive number of pixels, e.g. 32")
     layers = arch.layers()
     strides = [l.stride for l in layers]
     total = math.prod(strides)

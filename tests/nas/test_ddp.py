@@ -14,7 +14,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from nas.spec.sections import load_spec
 from nas.data.datasets import load_dataset
-from nas.launch import launch_ddp, load_space
+from nas.launch import launch_ddp
+from nas.spec.resolve import load_space
 from nas.supernet.supernet import Supernet
 from nas.training.loop import CHECKPOINT, TrainConfig, train_supernet
 from train_helpers import spec_dict

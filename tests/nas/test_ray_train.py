@@ -6,7 +6,8 @@ import torch
 
 from nas.spec.sections import load_spec
 from nas.data.datasets import load_dataset
-from nas.launch import launch_ray, load_space
+from nas.launch import launch_ray
+from nas.spec.resolve import load_space
 from nas.supernet.supernet import Supernet
 from train_helpers import spec_dict
 

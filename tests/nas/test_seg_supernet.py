@@ -14,7 +14,8 @@ from nas.spec.sections import load_spec
 from nas.data.datasets import draw_shapes
 from nas.export.code import MODEL_WRITERS, write_code
 from nas.export.segmentation import segmentation_code
-from nas.supernet.segmentation import EncoderSpace, SegSupernet, part_keys, supernet_for
+from nas.supernet.segmentation import EncoderSpace, SegSupernet, part_keys
+from nas.tasks import get_task
 from nas.evaluation.segmentation import score_seg_arch
 from nas.training.loop import TrainConfig, train_supernet
 from nas.supernet.supernet import SupernetError
@@ -95,7 +96,7 @@ def test_foreign_paths_are_refused(space, supernet):
         supernet(torch.randn(1, 3, SIZE, SIZE), arch.replace(decoder=Decoder(3, channels=48)))
     with pytest.raises(SupernetError, match="has no decoder"):
         SegSupernet(EncoderSpace(space))  # the same positions seen as a classification space
-    assert type(supernet_for(EncoderSpace(space))).__name__ == "Supernet"
+    assert type(get_task("segmentation").build_supernet(space)).__name__ == "SegSupernet"
 
 
 def test_trains_with_train_supernet_and_scores(space, supernet, tmp_path):

@@ -24,11 +24,17 @@ from typing import Any, Callable
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from nas.data import make_loaders
 from nas.io import atomic_write_text
-
+from nas.search.multi_trial import train_candidate
 from nas.search.objectives import ArchEvaluator, objective_values
 from nas.search.study import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
-from nas.search.stages import QUALITY
+from nas.spec.resolve import load_splits
+from nas.spec.schema import SpecError, to_dict
+from nas.spec.sections import load_spec
+from nas.tasks import get_task
+from nas.training.checkpoint import load_trained
+from nas.training.loop import TrainingDiverged
 
 DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
 _HOOKS: dict[str, Callable] = {}  # study storage URL -> the driver's on_trial(trial, arch, metrics); never pickled
@@ -49,7 +55,7 @@ class ArchSpace:
         trial.set_user_attr("cost", cost)
         set_constraints(trial, self.evaluator, cost)
         hit = self.cache.get(key)
-        return {"cost": cost, "cached": {q: hit[q] for q in QUALITY if q in hit} if hit else None}
+        return {"cost": cost, "cached": {q: hit[q] for q in self.evaluator.quality if q in hit} if hit else None}
 
 
 class StudySearch(OptunaSearch):
@@ -73,7 +79,7 @@ class StudySearch(OptunaSearch):
         self._completed_trials.add(trial_id)
         ot_trial, State = self._ot_trials[trial_id], optuna.trial.TrialState
         cost = dict(ot_trial.user_attrs.get("cost", {}))
-        quality = {q: float(result[q]) for q in QUALITY if result and q in result}
+        quality = {q: float(result[q]) for q in self._space.evaluator.quality if result and q in result}
         metrics: dict[str, Any] = {**cost, **quality}
         if error or not quality:
             state = State.FAIL  # errored after its retries, or stopped before it reported: runs again on resume
@@ -105,68 +111,58 @@ class StudySearch(OptunaSearch):
             hook(ot_trial, arch, metrics)
 
 
-def _trial_setup(config: dict, space, spec_dict: dict, run_dir: str, supernet: bool):
-    """The worker's spec, loaders (and supernet) for this run, loaded once per actor; the config's arch."""
+def _trial_setup(config: dict, space, spec_dict: dict, task_name: str, run_dir: str, supernet: bool):
+    """The worker's spec, task, loaders (and supernet) for this run, loaded once per actor; the config's arch."""
     import torch
-
-    from nas.spec.sections import load_spec
-    from nas.data.datasets import load_dataset, make_loaders
 
     state = _WORKER.get(run_dir)
     if state is None:
-        spec = load_spec(spec_dict)
+        spec = load_spec(spec_dict)  # imports the spec's `imports:` in this worker first
         torch.set_num_threads(max(1, int(spec.search.ray.cpus_per_trial)))
-        splits = load_dataset(spec.data.name, root=spec.data.root, input_size=spec.data.input_size, seed=spec.seed)
-        state = {"spec": spec, "splits": splits,
+        splits = load_splits(spec, download=False)
+        state = {"spec": spec, "splits": splits, "task": get_task(task_name),
                  "loaders": make_loaders(splits, spec.data.batch_size, seed=spec.seed)}
         _WORKER.clear()
         _WORKER[run_dir] = state
     if supernet and "supernet" not in state:
-        from nas.search.stages import load_trained_supernet
-
-        net = load_trained_supernet(space, run_dir)
+        net = load_trained(state["task"].build_supernet(space), os.path.join(run_dir, "supernet"))
         state["supernet"] = net.cuda() if torch.cuda.is_available() else net
     arch = space.decode({d.key: config[d.key] for d in space.decisions()})
     return state, arch
 
 
-def one_shot_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
-    """Tune function trainable: score one path of the trained supernet; report accuracy and costs."""
+def one_shot_trial(config: dict, space, spec_dict: dict, task_name: str, run_dir: str) -> None:
+    """Tune function trainable: score one path of the trained supernet; report the task's metrics and costs."""
     from ray import tune
-
-    from nas.evaluation.classification import score_arch
 
     if config.get("cached"):
         tune.report({**config["cached"], **config["cost"], "cached": True})
         return
-    state, arch = _trial_setup(config, space, spec_dict, run_dir, supernet=True)
+    state, arch = _trial_setup(config, space, spec_dict, task_name, run_dir, supernet=True)
     train_loader, val_loader, _ = state["loaders"]
-    acc = score_arch(state["supernet"], arch, train_loader, val_loader, state["spec"].search.bn_batches)
-    tune.report({"accuracy": float(acc), **config["cost"]})
+    scores = state["task"].score(state["supernet"], arch, train_loader, val_loader, state["spec"].search.bn_batches)
+    tune.report({**scores, **config["cost"]})
 
 
-def multi_trial_trial(config: dict, space, spec_dict: dict, run_dir: str) -> None:
+def multi_trial_trial(config: dict, space, spec_dict: dict, task_name: str, run_dir: str) -> None:
     """Tune function trainable: train one candidate from scratch, reporting after each epoch (ASHA stops it)."""
     from ray import tune
-
-    from nas.training.loop import TrainingDiverged
-
-    from nas.search.multi_trial import train_candidate
 
     epochs = int(spec_dict["search"]["trial_epochs"])
     if config.get("cached"):
         tune.report({**config["cached"], **config["cost"], "epoch": epochs, "cached": True})
         return
-    state, arch = _trial_setup(config, space, spec_dict, run_dir, supernet=False)
+    state, arch = _trial_setup(config, space, spec_dict, task_name, run_dir, supernet=False)
+    task = state["task"]
 
-    def report(epoch: int, acc: float) -> bool:
-        tune.report({"accuracy": acc, "epoch": epoch, **config["cost"]})
+    def report(epoch: int, metrics: dict[str, float]) -> bool:
+        tune.report({**metrics, "epoch": epoch, **config["cost"]})
         return True
 
     try:
-        train_candidate(state["spec"], state["splits"], arch, epochs, on_epoch=report)
+        train_candidate(task, state["spec"], state["splits"], arch, epochs, on_epoch=report)
     except TrainingDiverged:  # a NaN objective: the trial is marked FAIL, the search goes on
-        tune.report({"accuracy": float("nan"), "epoch": epochs, **config["cost"]})
+        tune.report({**{q: float("nan") for q in task.quality}, "epoch": epochs, **config["cost"]})
 
 
 def _trial_dirname(trial) -> str:
@@ -177,8 +173,6 @@ def connect(ray_section) -> None:
     """Join `search.ray.address`, or start a local runtime sized for the concurrent trials (once per process);
     a local runtime that cannot hold one trial's resources is an error here, before any training."""
     import ray
-
-    from nas.spec.schema import SpecError
 
     if not ray.is_initialized():
         if ray_section.address:
@@ -224,45 +218,42 @@ def _close_segment(path: str, grid, num_samples: int | None, timed: bool, study:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
-def run_ray_search(run, evaluator: ArchEvaluator, on_trial: Callable | None = None) -> optuna.Study:
+def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = None) -> optuna.Study:
     """Run the search's trials on Ray Tune until the study holds `search.trials` finished ones; resumable."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from nas.spec.schema import to_dict
-
-    from nas.search.stages import say
-
-    spec, rs = run.spec, run.spec.search.ray
+    spec, rs = ctx.spec, ctx.spec.search.ray
     multi = spec.search.mode == "multi_trial"
     connect(rs)
-    study = open_study(run.dir, spec.name, run.directions, make_sampler(spec.search.sampler, spec.seed,
+    study = open_study(ctx.dir, spec.name, ctx.directions, make_sampler(spec.search.sampler, spec.seed,
                                                                         spec.search.population))
-    storage_url = f"sqlite:///{os.path.abspath(run.path('study.db'))}"
+    storage_url = f"sqlite:///{os.path.abspath(ctx.path('study.db'))}"
     fn = multi_trial_trial if multi else one_shot_trial
     trainable = tune.with_resources(
-        tune.with_parameters(fn, space=run.space, spec_dict=to_dict(spec), run_dir=os.path.abspath(run.dir)),
+        tune.with_parameters(fn, space=ctx.space, spec_dict=to_dict(spec), task_name=ctx.task.name,
+                             run_dir=os.path.abspath(ctx.dir)),
         {"cpu": rs.cpus_per_trial, "gpu": rs.gpus_per_trial})
-    root = os.path.abspath(run.path("ray"))
+    root = os.path.abspath(ctx.path("ray"))
     past = segments(root)
     timed = spec.search.timeout_s is not None
     _HOOKS[storage_url] = on_trial
     try:
         if past and restorable(past[-1]):
-            say(run, f"search: continuing the interrupted Ray Tune experiment {past[-1]}")
+            ctx.say(f"search: continuing the interrupted Ray Tune experiment {past[-1]}")
             grid = tune.Tuner.restore(past[-1], trainable=trainable, resume_unfinished=True,
                                       resume_errored=False).fit()
             _close_segment(past[-1], grid, None, timed, study)
         todo = spec.search.trials - finished_count(study)
         if todo > 0:
-            cost_only = ArchEvaluator(None, evaluator.latency_model, evaluator.constraints)
+            cost_only = ArchEvaluator(None, evaluator.latency_model, evaluator.constraints, quality=evaluator.quality)
             cost_only.cost_cache.update(evaluator.cost_cache)
             sampler = make_sampler(spec.search.sampler, spec.seed + len(past), spec.search.population)
-            searcher = StudySearch(ArchSpace(run.space, cost_only, completed_cache(study)), run.objectives,
-                                   run.directions, sampler, spec.name, optuna.storages.RDBStorage(storage_url),
+            searcher = StudySearch(ArchSpace(ctx.space, cost_only, completed_cache(study)), ctx.objectives,
+                                   ctx.directions, sampler, spec.name, optuna.storages.RDBStorage(storage_url),
                                    hook_key=storage_url, trial_epochs=spec.search.trial_epochs if multi else None)
-            scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="epoch", max_t=spec.search.trial_epochs,
+            scheduler = ASHAScheduler(metric=ctx.task.primary, mode="max", time_attr="epoch", max_t=spec.search.trial_epochs,
                                       grace_period=1, reduction_factor=2) if multi else None
             name = f"tune-{len(past)}"
             tuner = tune.Tuner(

@@ -6,7 +6,9 @@ from nas.latency.predictor import Calibration, LatencyModel
 from nas.latency.table import LatencyTable
 from nas.latency.units import space_units
 from nas.spec.schema import SpecError
-from nas.search.constraints import Constraint, check_achievable, minimum_achievable
+from nas.latency.minimum import exact_minimum as minimum_achievable
+from nas.search.constraints import Constraint, check_achievable
+from nas.tasks import get_task
 
 
 def every_arch(space):
@@ -50,7 +52,8 @@ def test_unmeetable_constraint_is_one_line_before_training(tiny, fast, fake_cloc
     model = LatencyModel(table, Calibration.identity())
     low = minimum_achievable(tiny, "latency_ms", latency_model=model)
     with pytest.raises(SpecError) as e:
-        check_achievable(tiny, [Constraint("latency_ms", low / 2)], model)
+        check_achievable(tiny, [Constraint("latency_ms", low / 2)], get_task("classification"), model)
     assert str(e.value) == (f"constraints.latency_ms: {low / 2:g} ms cannot be met by any architecture of space "
                             f"'tiny' (minimum {low:.4g} ms)")
-    check_achievable(tiny, [Constraint("latency_ms", low * 1.01), Constraint("params", 1e9)], model)
+    check_achievable(tiny, [Constraint("latency_ms", low * 1.01), Constraint("params", 1e9)],
+                     get_task("classification"), model)

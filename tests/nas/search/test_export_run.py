@@ -12,10 +12,9 @@ import torch
 
 from nas.cli import main
 from nas.spec.sections import load_spec
-from nas.launch import load_space
-from nas.export.code import recalibrated_path
+from nas.spec.resolve import load_space
+from nas.export.run import recalibrated_path, run_supernet
 from nas.search.runner import SearchRun
-from nas.search.stages import load_trained_supernet
 from search_spaces.arch import Arch
 
 
@@ -52,7 +51,7 @@ def test_export_trial_matches_supernet_path_and_runs_standalone(run_dir, capsys)
     assert Arch.from_yaml(open(os.path.join(out, "arch.yaml")).read()) == arch
     spec = load_spec(os.path.join(run_dir, "spec.yaml"))
     space = load_space(spec, arch)
-    reference = recalibrated_path(spec, load_trained_supernet(space, run_dir), arch)  # BN as the trial was scored
+    reference = recalibrated_path(spec, run_supernet(run_dir, spec, space), arch)  # BN as the trial was scored
     net = _import(os.path.join(out, "model.py"), f"trial_{trial.number}").load_net()
     x = torch.randn(8, arch.in_channels, arch.input_size, arch.input_size)
     with torch.no_grad():

@@ -10,6 +10,7 @@ import pytest
 
 from nas.spec.sections import load_spec
 from nas.search.multi_trial import SuccessiveHalving, asha_cutoff, rungs
+from nas.errors import SearchFailed
 from nas.search.runner import SearchRun
 
 
@@ -100,12 +101,16 @@ def test_multi_trial_search_prunes_with_successive_halving(tiny_spec):
 
 
 def test_a_diverging_candidate_fails_and_the_search_goes_on(tiny_spec):
+    """Each diverged candidate is a FAIL trial and the next one still runs; a search where all of them diverged
+    has nothing to report and says so (SearchFailed: a non-zero exit), not "0 complete"."""
     tiny_spec["search"].update({"mode": "multi_trial", "trial_epochs": 1, "trials": 2})
     tiny_spec["supernet"].update({"lr": 1e12, "grad_clip": 0})
     tiny_spec["tracking"]["wandb"]["enabled"] = False
-    summary = SearchRun(load_spec(tiny_spec)).run()
+    with pytest.raises(SearchFailed, match=r"none of 2 trials completed \(2 fail\): every scored trial's "
+                                           r"objectives were NaN"):
+        SearchRun(load_spec(tiny_spec)).run()
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_spec['run_dir']}/study.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert all("accuracy" not in t.user_attrs["metrics"] for t in study.trials)  # scored: NaN, not stored
-    assert summary["trials"] == 2 and summary["complete"] == 0 and "best" not in summary
+    assert not os.path.exists(os.path.join(tiny_spec["run_dir"], "best"))

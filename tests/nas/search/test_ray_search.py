@@ -78,7 +78,7 @@ def test_study_search_records_each_outcome_in_the_study(tmp_path):
     """The searcher's bookkeeping, driven as Tune drives it: suggest, then one completion per trial."""
     (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
     space = search_spaces.load(str(tmp_path / "tiny.yaml"))
-    evaluator = ArchEvaluator(None, None, [Constraint("params", 5000)])
+    evaluator = ArchEvaluator(None, None, [Constraint("params", 5000)], quality=("accuracy",))
     url = f"sqlite:///{tmp_path}/study.db"
     seen = []
     _HOOKS[url] = lambda trial, arch, metrics: seen.append((trial.number, metrics["accuracy"]))

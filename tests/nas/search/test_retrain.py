@@ -17,10 +17,10 @@ def test_spread_keeps_both_ends_of_the_front():
 
 def test_beats_needs_both_axes_and_strictly_one():
     base = {"test_accuracy": 0.9, "measured_latency_ms": 2.0}
-    assert beats({"test_accuracy": 0.9, "measured_latency_ms": 1.5}, base)
-    assert beats({"test_accuracy": 0.95, "measured_latency_ms": 2.0}, base)
-    assert not beats({"test_accuracy": 0.9, "measured_latency_ms": 2.0}, base)
-    assert not beats({"test_accuracy": 0.99, "measured_latency_ms": 2.1}, base)
+    assert beats({"test_accuracy": 0.9, "measured_latency_ms": 1.5}, base, "accuracy")
+    assert beats({"test_accuracy": 0.95, "measured_latency_ms": 2.0}, base, "accuracy")
+    assert not beats({"test_accuracy": 0.9, "measured_latency_ms": 2.0}, base, "accuracy")
+    assert not beats({"test_accuracy": 0.99, "measured_latency_ms": 2.1}, base, "accuracy")
 
 
 def test_front_and_baseline_are_retrained_then_measured_side_by_side(tiny_spec):
@@ -39,7 +39,7 @@ def test_front_and_baseline_are_retrained_then_measured_side_by_side(tiny_spec):
     for r in out["archs"]:  # measured at the table's machine speed: on the predictions' scale
         assert r["arch"] == front[r["trial"]]["arch"]
         assert 1 / 3 < r["measured_latency_ms"] / r["predicted_latency_ms"] < 3
-    assert out["beats_baseline"] == [r["trial"] for r in out["archs"] if beats(r, out["baseline"])]
+    assert out["beats_baseline"] == [r["trial"] for r in out["archs"] if beats(r, out["baseline"], "accuracy")]
     with open(os.path.join(run_dir, "search.log")) as f:
         log = f.read()
     assert log.count(f"retrain: measuring {len(out['archs']) + 1} networks side by side") == 1

@@ -9,11 +9,10 @@ import sys
 import torch
 
 from nas.spec.sections import load_spec
-from nas.launch import load_space
-from nas.export.code import recalibrated_path
+from nas.spec.resolve import load_space
+from nas.export.run import recalibrated_path, run_supernet
 from nas.latency.table import LatencyTable
 from nas.search.runner import SearchRun
-from nas.search.stages import load_trained_supernet
 from nas.tracking import find_offline_runs, read_offline_run
 from search_spaces.arch import Arch
 
@@ -58,7 +57,7 @@ def test_segmentation_search_end_to_end(tiny_seg_spec, monkeypatch):
     arch = Arch.from_yaml(open(os.path.join(run_dir, "best", "arch.yaml")).read())
     assert arch.to_string() == best["arch"] and arch.decoder is not None
     spec = load_spec(os.path.join(run_dir, "spec.yaml"))
-    reference = recalibrated_path(spec, load_trained_supernet(load_space(spec, arch), run_dir), arch)
+    reference = recalibrated_path(spec, run_supernet(run_dir, spec, load_space(spec, arch)), arch)
     module_spec = importlib.util.spec_from_file_location("seg_best", os.path.join(run_dir, "best", "model.py"))
     module = importlib.util.module_from_spec(module_spec)
     sys.modules["seg_best"] = module  # the copied ops include dataclasses, which look their module up

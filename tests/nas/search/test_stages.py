@@ -1,4 +1,4 @@
-from nas.search.stages import mark_front
+from nas.search.front import mark_front
 
 
 def row(trial, arch, acc, ms, ok=True, feasible=True):

@@ -1,0 +1,108 @@
+"""One trial of a finished search run as standalone files: `nas export RUN_DIR [--trial N]`."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import optuna
+
+from nas.data import make_loaders
+from nas.errors import MissingFile, UserError
+from nas.evaluation.classification import recalibrate_bn
+from nas.export.code import save_weights, write_code, write_onnx
+from nas.io import atomic_write_text
+from nas.spec.resolve import load_space, load_splits
+from nas.spec.sections import load_spec
+from nas.tasks import task_for
+from nas.training.checkpoint import CHECKPOINT, load_trained
+from search_spaces import Arch, build_model
+
+RUN_FILES = ("spec.yaml", "study.db")
+
+
+def run_spec(run_dir: str | os.PathLike):
+    """The spec of the search run in `run_dir`; a folder that is not one is one line naming what is expected."""
+    missing = [f for f in RUN_FILES if not (Path(run_dir) / f).is_file()]
+    if missing:
+        raise MissingFile(f"{run_dir}: not a search run folder (no {', '.join(missing)}; a run written by "
+                                f"`nas search` holds {', '.join(RUN_FILES)}, supernet/, summary.json)")
+    return load_spec(str(Path(run_dir) / "spec.yaml"))
+
+
+def trial_arch(run_dir: str | os.PathLike, name: str, trial: int) -> tuple[Arch, dict]:
+    """The Arch of trial `trial` of the run's study (user attr "arch") and its recorded metrics."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{Path(run_dir, 'study.db').resolve()}"
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise UserError(f"{run_dir}/study.db holds no study named '{name}' (the spec's name)") from None
+    trials = {t.number: t for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
+    if trial not in trials:
+        numbers = sorted(trials)
+        valid = f"{numbers[0]}..{numbers[-1]}" if numbers else "none: the study has no trials yet"
+        if numbers and len(numbers) != numbers[-1] - numbers[0] + 1:
+            valid += f" (all but {', '.join(map(str, sorted(set(range(numbers[0], numbers[-1])) - set(numbers))))})"
+        raise UserError(f"--trial {trial}: no such trial in {run_dir}; valid: {valid}")
+    t = trials[trial]
+    return Arch.from_string(t.user_attrs["arch"]), dict(t.user_attrs.get("metrics", {}))
+
+
+def chosen_trial(run_dir: str | os.PathLike) -> int:
+    """The trial number of the run's exported point (summary.json "best")."""
+    path = Path(run_dir, "summary.json")
+    if not path.is_file():
+        raise MissingFile(f"{path} does not exist (the search has not finished); pass --trial N")
+    best = json.loads(path.read_text()).get("best")
+    if not best:
+        raise UserError(f"{path}: the run chose no point (no feasible trial on the front); pass --trial N")
+    return int(best["trial"])
+
+
+def run_supernet(run_dir: str | os.PathLike, spec, space):
+    """The trained supernet of a search run (its last checkpoint's weights), in eval mode."""
+    return load_trained(task_for(spec.task, space).build_supernet(space), os.path.join(run_dir, "supernet"))
+
+
+def recalibrated_path(spec, supernet, arch):
+    """`supernet.extract(arch)` with BN statistics re-estimated as the search scored it (same batches)."""
+    train = make_loaders(load_splits(spec, download=False), spec.data.batch_size, seed=spec.seed)[0]
+    return recalibrate_bn(supernet, train, spec.search.bn_batches, arch=arch)
+
+
+def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
+               onnx: bool = False) -> tuple[int, dict, list[Path]]:
+    """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
+    in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); weights extracted from the run's supernet."""
+    spec = run_spec(run_dir)
+    default_out = Path(run_dir, "best") if trial is None else None
+    trial = chosen_trial(run_dir) if trial is None else int(trial)
+    arch, metrics = trial_arch(run_dir, spec.name, trial)
+    out = Path(out) if out is not None else default_out or Path(run_dir, "trials", str(trial))
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "arch.yaml"]
+    atomic_write_text(str(written[0]), arch.to_yaml())
+    model, weights = None, None
+    checkpoint = Path(run_dir, "supernet", CHECKPOINT)
+    if checkpoint.is_file():
+        space = load_space(spec, arch)
+        try:
+            model = recalibrated_path(spec, run_supernet(run_dir, spec, space), arch)
+        except RuntimeError as e:  # load_state_dict: the supernet's layout changed since the run trained it
+            if "state_dict" not in str(e):
+                raise
+            raise UserError(f"{checkpoint} does not fit the supernet of space '{space.name}' as the code builds "
+                             f"it now (the code changed since the run); export the arch without weights: "
+                             f"nas export {out / 'arch.yaml'} --out model.py") from None
+        weights = save_weights(model, out / "weights.pt")
+        written.append(weights)
+    elif spec.search.mode == "one_shot":
+        raise MissingFile(f"{checkpoint} does not exist: the run's supernet was not trained (or was removed)")
+    written.insert(0, write_code(arch, out / "model.py", weights=weights))
+    if onnx:
+        model = model if model is not None else build_model(arch).eval()
+        print("exporting ONNX (torch.export + onnxscript)...", file=sys.stderr, flush=True)
+        written.append(write_onnx(model, arch, out / "model.onnx"))
+    return trial, metrics, written
