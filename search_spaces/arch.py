@@ -307,17 +307,22 @@ class Arch:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "Arch":
-        """The Arch of YAML text (bounded: `safe_yaml`); invalid YAML or fields raise one `ArchError` line."""
+    def from_yaml(cls, text: str, source: str | None = None) -> "Arch":
+        """The Arch of YAML text (bounded: `safe_yaml`); invalid YAML or fields raise one `ArchError` line
+        (starting with `source`, e.g. the file name, when given)."""
+        head = f"{source}: " if source else ""
         try:
             raw = load_yaml(text)
         except YamlLimitError as e:
-            raise ArchError(f"arch YAML: {e}") from None
+            raise ArchError(f"{head or 'arch YAML: '}{e}") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise ArchError(f"arch YAML: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-        return cls.from_dict(raw)
+            raise ArchError(f"{head or 'arch YAML: '}not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        try:
+            return cls.from_dict(raw)
+        except ArchError as e:
+            raise ArchError(f"{head}{e}") from None
 
     # --- compact string ---
     def to_string(self) -> str:

@@ -5,7 +5,6 @@ import argparse
 import os
 import sys
 
-import yaml
 
 DESCRIPTION = """\
 build: measure the latency of every unit a space's networks can contain (each candidate op at each
@@ -62,10 +61,12 @@ def register(subparsers) -> None:
 
 
 def _is_spec(path: str) -> bool:
+    from search_spaces.loader import parse_yaml
+
     if not os.path.isfile(path):
         return False
     with open(path) as f:
-        raw = yaml.safe_load(f)
+        raw = parse_yaml(f, path, ValueError)
     return isinstance(raw, dict) and "stages" not in raw
 
 

@@ -8,7 +8,6 @@ import json
 import sys
 from typing import Any
 
-import yaml
 
 DESCRIPTION = """\
 List every registered op (convolution types, blocks, plug-ins, upsampling, pooling) with its family,
@@ -62,12 +61,14 @@ def _positive(text: str) -> int:
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
+    from search_spaces.safe_yaml import load_yaml
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set kernel=5")
-        parsed = yaml.safe_load(value) if value else value
+        parsed = load_yaml(value) if value else value
         out[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
     return out
 

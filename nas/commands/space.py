@@ -5,7 +5,6 @@ import argparse
 import math
 import textwrap
 
-import yaml
 
 DESCRIPTION = """\
 list: the shipped search spaces (search_spaces/*.yaml) with their decision count and size.
@@ -46,12 +45,14 @@ def register(subparsers) -> None:
 
 
 def _overrides(items: list[str]) -> dict:
+    from search_spaces.safe_yaml import load_yaml
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set input_size=64")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value)
     return out
 
 

@@ -7,11 +7,10 @@ import random
 import time
 from typing import Any
 
-import yaml
-
 from nas.config import Spec
 from nas.io import atomic_write_json, atomic_write_text
 from nas.schema import SpecError, to_dict
+from search_spaces.loader import parse_yaml
 
 log = logging.getLogger("nas.search")
 
@@ -48,8 +47,8 @@ class SearchRun:
                 raise SpecError(f"run folder '{self.dir}' already holds a run; pass --resume to continue it, or "
                                 f"choose another with --set run_dir=PATH")
             with open(spec_path) as f:
-                old = yaml.safe_load(f)
-            new = yaml.safe_load(text)
+                old = parse_yaml(f, spec_path, SpecError)
+            new = parse_yaml(text, "spec", SpecError)
             changed = _first_difference(old, new, ignore=RESUMABLE_CHANGES)
             if changed:
                 raise SpecError(f"--resume: the spec differs from the run's spec.yaml at '{changed}'; "
