@@ -1,4 +1,4 @@
-"""Type and range checks of every field of an `Arch` (what `nas export` writes as code); a bad one is one `ArchError` line.
+"""Type and range checks of every field of an `Arch` (what `nas export` writes as code); one `ArchError` line each.
 
 `check_arch` runs whenever an `Arch` is built (dict, YAML, compact string, `SearchSpace.decode`,
 `replace`); the message names the field path and what would be valid, e.g.

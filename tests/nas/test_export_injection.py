@@ -3,6 +3,7 @@ and builds the framework's network."""
 import copy
 import importlib.util
 import itertools
+import os
 import random
 import re
 import sys
@@ -22,7 +23,7 @@ from search_spaces import build_model
 from search_spaces.arch import Arch
 from search_spaces.arch_check import ArchError
 
-SENTINEL = Path(tempfile.gettempdir()) / "convnas_export_injection_sentinel"
+SENTINEL = Path(tempfile.gettempdir()) / f"convnas_export_injection_sentinel_{os.getpid()}"
 RUN = f'__import__("pathlib").Path({str(SENTINEL)!r}).write_text("ran")'
 PAYLOADS = [f'10, {RUN}', f'"""\n{RUN}\n"""', f"'''\n{RUN}\n'''", f'x"); {RUN}; ("', f"\n{RUN}\n", f"\\\n{RUN}",
             f'relu"""+{RUN}+"""', f"mobile\"\"\"\n{RUN}\n#"]
@@ -49,7 +50,7 @@ def _cli_export(tmp_path, arch_text, capsys):
     return rc, out, err
 
 
-@pytest.mark.parametrize("field, value, message", [
+CLI_CASES = [
     (("classifier", "num_classes"), PAYLOADS[0], r"classifier\.num_classes: must be a positive integer"),
     (("classifier", "hidden"), [PAYLOADS[0]], r"classifier\.hidden\[0\]: must be a positive integer"),
     (("classifier", "act"), PAYLOADS[6], r"classifier\.act: unknown name"),
@@ -63,7 +64,11 @@ def _cli_export(tmp_path, arch_text, capsys):
     (("stages", 0, 0, "act"), "relux", r"stages\[0\]\[0\]\.act: unknown name; valid: relu"),
     (("stages", 1, 0, "downsample"), "maxpool", r"stages\[1\]\[0\]\.downsample: unknown; valid: stride, blurpool"),
     (("input_size",), PAYLOADS[0], r"input_size: must be a positive integer"),
-])
+]
+
+
+@pytest.mark.parametrize("field, value, message", CLI_CASES,
+                         ids=[f"{i}-{'.'.join(map(str, c[0]))}" for i, c in enumerate(CLI_CASES)])
 def test_cli_refuses_bad_arch_yaml_in_one_line_and_writes_nothing(tmp_path, capsys, archs, field, value, message):
     d = copy.deepcopy(archs[0].to_dict())
     node = d
@@ -78,7 +83,7 @@ def test_cli_refuses_bad_arch_yaml_in_one_line_and_writes_nothing(tmp_path, caps
     assert re.search(message, err), err
 
 
-@pytest.mark.parametrize("text", [
+@pytest.mark.parametrize("text", ids=["space", "cls-act", "kernel4", "relux"], argvalues=[
     f'in3x32;space:a"""\n{RUN}\n#;s:conv_c16;cls:n10_h-_a=relu_d0.0',
     f"in3x32;s:conv_c16;cls:n10_h-_a=relu{PAYLOADS[1]}_d0.0",
     "in3x32;s:conv_c16_k4;cls:n10_h-_a=relu_d0.0",
@@ -118,7 +123,8 @@ STRINGS = st.sampled_from(PAYLOADS + ["relu", "hswish", "none", "blurpool", "str
 INTS = st.one_of(st.integers(-3, 3), st.sampled_from([8, 16, 24, 32, 48, 64, 5, 7, 1 << 20, 1 << 40]))
 VALUES = st.one_of(STRINGS, INTS, st.booleans(), st.none(), st.floats(-2, 2), st.sampled_from([0.25, 0.0, 0.5]),
                    st.lists(INTS, max_size=3))
-PLAUSIBLE = {int: st.sampled_from([1, 2, 3, 5, 7, 8, 16, 24, 32, 48, 64]), float: st.sampled_from([0.0, 0.1, 0.25, 0.5]),
+PLAUSIBLE = {int: st.sampled_from([1, 2, 3, 5, 7, 8, 16, 24, 32, 48, 64]),
+             float: st.sampled_from([0.0, 0.1, 0.25, 0.5]),
              bool: st.booleans(), str: st.sampled_from(["relu", "hswish", "silu", "none", "blurpool", "stride", "aspp",
                                                         "rfb", "sum", "concat", "asff", "transposed", "pixel_shuffle",
                                                         "mbconv", "conv", "dw_separable", "mobile"])}
