@@ -178,7 +178,7 @@ def _parse_value(v: str) -> Any:
 
 def _part_from_dict(cls: type, d: Any, path: str) -> Any:
     """A Classifier or Decoder from its mapping (None or {}: none)."""
-    if d is None or d == {}:
+    if d is None or (isinstance(d, dict) and not d):
         return None
     names = [f.name for f in fields(cls)]
     _mapping(d, path, f"keys {', '.join(names)}")
