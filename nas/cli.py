@@ -10,11 +10,12 @@ from nas import __version__
 from nas.errors import SearchFailed, UserError
 from ops.registry import OpError
 from search_spaces import SpaceError
+from search_spaces.arch_check import ArchError
 
 # each sub-command lives in nas/commands/<name>.py with `register(subparsers)` setting `func`
 COMMANDS = ("search", "train", "latency", "export", "space", "ops")
 # what bad input raises (nas.errors.UserError covers SpecError, DataError, ...; spaces and ops live below nas)
-USER_ERRORS = (UserError, SpaceError, OpError)
+USER_ERRORS = (UserError, SpaceError, OpError, ArchError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,8 +4,18 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import (ConvNormAct, SqueezeExcite, channel_shuffle, check_choice, check_groups, check_kernel,
-                     kernel_hparam, make_act, make_divisible, make_norm)
+from .layers import (
+    ConvNormAct,
+    SqueezeExcite,
+    channel_shuffle,
+    check_choice,
+    check_groups,
+    check_kernel,
+    kernel_hparam,
+    make_act,
+    make_divisible,
+    make_norm,
+)
 from .registry import ACT, NORM, HParam, op_error, register_op
 from .residual import plain_conv
 

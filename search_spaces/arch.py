@@ -1,18 +1,58 @@
 """`Arch`: one concrete architecture, an immutable value that every part of the framework speaks."""
 from __future__ import annotations
 
+import numbers
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import yaml
 
 from ops import op_spec
 
+from .arch_check import ArchError, check_arch, show
+from .safe_yaml import YamlLimitError, load_yaml
+
 
 def _freeze(hparams: dict[str, Any] | tuple | None) -> tuple[tuple[str, Any], ...]:
     items = hparams.items() if isinstance(hparams, dict) else (hparams or ())
     return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
+_STRING_CHARS = re.compile(r"[A-Za-z0-9_.,;:=+/-]+")  # every character `Arch.to_string` writes
+MAX_STRING = 100_000
+
+
+def _plain_int(v: Any) -> Any:
+    """A numpy (or other Integral) integer as an int; anything else unchanged, for the checks to judge."""
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)) else v
+
+
+def _mapping(d: Any, path: str, what: str) -> dict:
+    if not isinstance(d, dict):
+        raise ArchError(f"{path}: must be a mapping ({what}), got {show(d)}")
+    return d
+
+
+def _list(v: Any, path: str, what: str) -> list | tuple:
+    if not isinstance(v, (list, tuple)):
+        raise ArchError(f"{path}: must be a list ({what}), got {show(v)}")
+    return v
+
+
+def _layer_from_dict(d: Any, path: str) -> "Layer":
+    """`Layer.from_dict` with errors naming `path`; values are kept as given (check_arch judges them)."""
+    d = dict(_mapping(d, path, "op, c_out, stride, downsample, plugins, hparams"))
+    for key in ("op", "c_out"):
+        if key not in d:
+            raise ArchError(f"{path}: missing key '{key}'")
+    if not all(isinstance(k, str) for k in d):
+        raise ArchError(f"{path}: keys must be names, got {show(next(k for k in d if not isinstance(k, str)))}")
+    op, c_out = d.pop("op"), _plain_int(d.pop("c_out"))
+    stride, down = _plain_int(d.pop("stride", 1)), d.pop("downsample", "stride")
+    plugins = tuple(_layer_from_dict(p, f"{path}.plugins[{i}]")
+                    for i, p in enumerate(_list(d.pop("plugins", ()) or (), f"{path}.plugins", "plug-in layers")))
+    return Layer(op, c_out, stride, _freeze(d), plugins, down)
 
 
 @dataclass(frozen=True)
@@ -29,6 +69,8 @@ class Layer:
     def __post_init__(self):
         object.__setattr__(self, "hparams", _freeze(self.hparams))
         object.__setattr__(self, "plugins", tuple(self.plugins))
+        object.__setattr__(self, "c_out", _plain_int(self.c_out))
+        object.__setattr__(self, "stride", _plain_int(self.stride))
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -47,11 +89,7 @@ class Layer:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Layer":
-        d = dict(d)
-        op, c_out = d.pop("op"), int(d.pop("c_out"))
-        stride, down = int(d.pop("stride", 1)), d.pop("downsample", "stride")
-        plugins = tuple(cls.from_dict(p) for p in d.pop("plugins", ()) or ())
-        return cls(op, c_out, stride, _freeze(d), plugins, down)
+        return _layer_from_dict(d, "layer")
 
     def to_string(self) -> str:
         parts = [self.op, f"c{self.c_out}"]
@@ -138,6 +176,23 @@ def _parse_value(v: str) -> Any:
     return {"True": True, "False": False, "None": None}.get(v, v)
 
 
+def _part_from_dict(cls: type, d: Any, path: str) -> Any:
+    """A Classifier or Decoder from its mapping (None or {}: none)."""
+    if d is None or (isinstance(d, dict) and not d):
+        return None
+    names = [f.name for f in fields(cls)]
+    _mapping(d, path, f"keys {', '.join(names)}")
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        raise ArchError(f"{path}: unknown key {show(unknown[0])}; valid keys: {', '.join(names)}")
+    if "num_classes" not in d:
+        raise ArchError(f"{path}: missing key 'num_classes'")
+    kw = dict(d)
+    if isinstance(kw.get("hidden"), list):
+        kw["hidden"] = tuple(kw["hidden"])
+    return cls(**kw)
+
+
 @dataclass(frozen=True)
 class Classifier:
     """Pooling + optional hidden FC layers + final linear layer of a classification net."""
@@ -146,6 +201,11 @@ class Classifier:
     hidden: tuple[int, ...] = ()
     act: str = "relu"
     dropout: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_classes", _plain_int(self.num_classes))
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(_plain_int(h) for h in self.hidden))
 
     def to_dict(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "hidden": list(self.hidden), "act": self.act, "dropout": self.dropout}
@@ -161,6 +221,10 @@ class Decoder:
     context: str = "none"  # aspp | rfb | none
     fusion: str = "sum"  # asff | sum | concat
     stn: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_classes", _plain_int(self.num_classes))
+        object.__setattr__(self, "channels", _plain_int(self.channels))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("num_classes", "channels", "upsample", "context", "fusion", "stn")}
@@ -184,6 +248,9 @@ class Arch:
         object.__setattr__(self, "stages", tuple(tuple(s) for s in self.stages))
         object.__setattr__(self, "stem", tuple(self.stem))
         object.__setattr__(self, "head", tuple(self.head))
+        object.__setattr__(self, "in_channels", _plain_int(self.in_channels))
+        object.__setattr__(self, "input_size", _plain_int(self.input_size))
+        check_arch(self, (Layer, Classifier, Decoder))
 
     @property
     def task(self) -> str:
@@ -217,29 +284,45 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Arch":
-        known = {"space", "in_channels", "input_size", "stem", "stages", "head", "classifier", "decoder"}
-        unknown = set(d) - known
+        """The Arch of a mapping (as `to_dict` writes it); a bad field is one `ArchError` line naming its path."""
+        known = ("space", "in_channels", "input_size", "stem", "stages", "head", "classifier", "decoder")
+        _mapping(d, "arch", f"keys {', '.join(known)}")
+        unknown = [k for k in d if k not in known]
         if unknown:
-            raise ValueError(f"arch: unknown key '{sorted(unknown)[0]}'; valid keys: {', '.join(sorted(known))}")
+            raise ArchError(f"arch: unknown key {show(unknown[0])}; valid keys: {', '.join(sorted(known))}")
         if "stages" not in d:
-            raise ValueError("arch: missing key 'stages' (a list of stages, each a list of layers)")
-        clf = d.get("classifier")
-        dec = d.get("decoder")
-        return cls(
-            stages=tuple(tuple(Layer.from_dict(l) for l in s) for s in d["stages"]),
-            stem=tuple(Layer.from_dict(l) for l in d.get("stem") or ()),
-            head=tuple(Layer.from_dict(l) for l in d.get("head") or ()),
-            classifier=Classifier(**{**clf, "hidden": tuple(clf.get("hidden", ()))}) if clf else None,
-            decoder=Decoder(**dec) if dec else None,
-            in_channels=int(d.get("in_channels", 3)), input_size=int(d.get("input_size", 32)),
-            space=str(d.get("space", "")))
+            raise ArchError("arch: missing key 'stages' (a list of stages, each a list of layers)")
+        stages = tuple(tuple(_layer_from_dict(l, f"stages[{s}][{i}]")
+                             for i, l in enumerate(_list(stage, f"stages[{s}]", "layers")))
+                       for s, stage in enumerate(_list(d["stages"], "stages", "stages, each a list of layers")))
+        stem, head = (tuple(_layer_from_dict(l, f"{k}[{i}]") for i, l in enumerate(_list(d.get(k) or (), k, "layers")))
+                      for k in ("stem", "head"))
+        return cls(stages=stages, stem=stem, head=head,
+                   classifier=_part_from_dict(Classifier, d.get("classifier"), "classifier"),
+                   decoder=_part_from_dict(Decoder, d.get("decoder"), "decoder"),
+                   in_channels=_plain_int(d.get("in_channels", 3)), input_size=_plain_int(d.get("input_size", 32)),
+                   space=d.get("space", ""))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "Arch":
-        return cls.from_dict(yaml.safe_load(text))
+    def from_yaml(cls, text: str, source: str | None = None) -> "Arch":
+        """The Arch of YAML text (bounded: `safe_yaml`); invalid YAML or fields raise one `ArchError` line
+        (starting with `source`, e.g. the file name, when given)."""
+        head = f"{source}: " if source else ""
+        try:
+            raw = load_yaml(text)
+        except YamlLimitError as e:
+            raise ArchError(f"{head or 'arch YAML: '}{e}") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ArchError(f"{head or 'arch YAML: '}not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        try:
+            return cls.from_dict(raw)
+        except ArchError as e:
+            raise ArchError(f"{head}{e}") from None
 
     # --- compact string ---
     def to_string(self) -> str:
@@ -263,30 +346,66 @@ class Arch:
 
     @classmethod
     def from_string(cls, s: str) -> "Arch":
+        """The Arch of a compact string (`to_string`); a bad string or field raises one `ArchError` line."""
+        if not isinstance(s, str):
+            raise ArchError(f"arch string: must be a string, got {show(s)}")
+        bad = _STRING_CHARS.sub("", s.strip())
+        if bad:
+            raise ArchError(f"arch string: character {bad[0]!r} is not allowed; valid: letters, digits and "
+                            f"_ . , ; : = + - /")
+        if len(s) > MAX_STRING:
+            raise ArchError(f"arch string: {len(s)} characters; valid: at most {MAX_STRING}")
+        try:
+            return cls._from_string(s)
+        except ArchError:
+            raise
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            msg = str(e).strip() or type(e).__name__
+            raise ArchError(msg if msg.startswith("arch string:") else f"arch string: {msg}") from None
+
+    @classmethod
+    def _from_string(cls, s: str) -> "Arch":
         d: dict[str, Any] = {"stages": []}
         for part in s.strip().split(";"):
-            key, _, body = part.partition(":")
-            if key.startswith("in") and not body:
-                c, size = key[2:].split("x")
-                d["in_channels"], d["input_size"] = int(c), int(size)
-            elif key == "space":
-                d["space"] = body
-            elif key in ("stem", "head"):
-                d[key] = [Layer.from_string(t).to_dict() for t in body.split(",")]
-            elif key == "s":
-                d["stages"].append([Layer.from_string(t).to_dict() for t in body.split(",")])
-            elif key == "cls":
-                n, h, a, dr = body.split("_")
-                d["classifier"] = {"num_classes": int(n[1:]), "act": a[2:], "dropout": float(dr[1:]),
-                                   "hidden": [] if h == "h-" else [int(x) for x in h[1:].split(".")]}
-            elif key == "dec":
-                f = dict(t.split("=", 1) if "=" in t else (t[0], t[1:]) for t in body.split("/"))
-                d["decoder"] = {"num_classes": int(f["n"]), "channels": int(f["c"]), "upsample": f["up"],
-                                "context": f["ctx"], "fusion": f["fuse"], "stn": f["stn"] == "1"}
-            else:
-                raise ValueError(f"arch string: unknown section '{part[:40]}'; sections are in, space, stem, s, "
-                                 f"head, cls, dec")
+            try:
+                cls._read_section(part, d)
+            except ArchError:
+                raise
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                msg = str(e).strip() or type(e).__name__
+                if msg.startswith("arch string:"):
+                    raise ArchError(msg) from None
+                raise ArchError(f"arch string: cannot read section '{part[:40]}' ({msg}); valid sections: "
+                                f"inCxS, space:NAME, stem:L,..., s:L,..., head:L,..., cls:nN_h-_a=ACT_dP, "
+                                f"dec:nN/cC/up=U/ctx=X/fuse=F/stn=0|1") from None
         return cls.from_dict(d)
+
+    @staticmethod
+    def _read_section(part: str, d: dict[str, Any]) -> None:
+        """One `;`-separated section of an arch string into the mapping `d` (for from_dict)."""
+        key, _, body = part.partition(":")
+        if key.startswith("in") and not body:
+            c, size = key[2:].split("x")
+            d["in_channels"], d["input_size"] = int(c), int(size)
+        elif key == "space":
+            d["space"] = body
+        elif key in ("stem", "head"):
+            d[key] = [Layer.from_string(t).to_dict() for t in body.split(",")]
+        elif key == "s":
+            d["stages"].append([Layer.from_string(t).to_dict() for t in body.split(",")])
+        elif key == "cls":
+            n, h, a, dr = body.split("_")
+            d["classifier"] = {"num_classes": int(n[1:]), "act": a[2:], "dropout": float(dr[1:]),
+                               "hidden": [] if h == "h-" else [int(x) for x in h[1:].split(".")]}
+        elif key == "dec":
+            f = dict(t.split("=", 1) if "=" in t else (t[0], t[1:]) for t in body.split("/"))
+            if f["stn"] not in ("0", "1"):
+                raise ValueError(f"stn={f['stn']} is not 0 or 1")
+            d["decoder"] = {"num_classes": int(f["n"]), "channels": int(f["c"]), "upsample": f["up"],
+                            "context": f["ctx"], "fusion": f["fuse"], "stn": f["stn"] == "1"}
+        else:
+            raise ValueError(f"arch string: unknown section '{part[:40]}'; sections are in, space, stem, s, "
+                             f"head, cls, dec")
 
     def __str__(self) -> str:
         return self.to_string()

@@ -1,11 +1,14 @@
 """Build a plain `nn.Module` from an `Arch`: stem, stages, head, classifier (or a decoder)."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from ops import build_op
+from ops import OpError, build_op
+from ops.layers import make_act
 
 from .arch import Arch, Classifier, Layer
+from .arch_check import ArchError
 
 
 def build_layer(layer: Layer, c_in: int) -> nn.Sequential:
@@ -49,8 +52,6 @@ def build_encoder(arch: Arch) -> tuple[nn.Sequential, nn.Sequential, nn.Sequenti
 
 def build_classifier(clf: Classifier, c_in: int) -> nn.Sequential:
     """Global average pool, hidden FC layers with activation, dropout, final linear."""
-    from ops.layers import make_act
-
     mods: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
     for h in clf.hidden:
         mods += [nn.Linear(c_in, h), make_act(clf.act)]
@@ -89,3 +90,28 @@ def register_model_class(kind: str, cls: type[nn.Module]) -> None:
 def build_model(arch: Arch) -> nn.Module:
     """The plain module for `arch`: `Net` for classification, `SegNet` for a dense-prediction arch."""
     return MODEL_CLASSES[arch.task](arch)
+
+
+def check_buildable(arch: Any) -> None:
+    """Raise `ArchError` naming the layer unless every op of `arch` accepts its arguments (odd kernels, channel
+    rules, ...) and the classifier or decoder fits; built on the meta device, so no weights are allocated."""
+    c = arch.in_channels
+    where = [(f"stem[{i}]", l) for i, l in enumerate(arch.stem)]
+    where += [(f"stages[{s}][{i}]", l) for s, stage in enumerate(arch.stages) for i, l in enumerate(stage)]
+    where += [(f"head[{i}]", l) for i, l in enumerate(arch.head)]
+    try:
+        with torch.device("meta"):
+            for path, layer in where:
+                try:
+                    build_layer(layer, c)
+                except (OpError, ValueError, TypeError) as e:
+                    raise ArchError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                c = layer_out_channels(layer)
+            try:
+                build_model(arch)
+            except (OpError, ValueError) as e:
+                raise ArchError(f"{arch.task}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except ArchError:
+        raise
+    except (NotImplementedError, RuntimeError):  # an op that cannot be built on the meta device: on the CPU then
+        build_model(arch)

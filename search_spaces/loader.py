@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .safe_yaml import MAX_BYTES, YamlLimitError, load_yaml
 from .schema import SpaceError, did_you_mean, parse_space
 from .space import SearchSpace
 
@@ -24,9 +25,12 @@ def shipped_spaces() -> list[str]:
 
 
 def parse_yaml(stream, source: str, error: type[Exception] = SpaceError) -> Any:
-    """`yaml.safe_load(stream)`; a syntax error raises `error` as one line naming `source` and the line and column."""
+    """`yaml.safe_load(stream)`, bounded (`safe_yaml`: size, alias expansion); a syntax error or a document over a
+    bound raises `error` as one line naming `source` (and the line and column)."""
     try:
-        return yaml.safe_load(stream)
+        return load_yaml(stream)
+    except YamlLimitError as e:
+        raise error(f"{source}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -37,7 +41,8 @@ def read_yaml(name_or_path: str) -> tuple[dict, str]:
     """The raw mapping of a space file, and the name it goes by (the file's stem)."""
     path = str(name_or_path)
     if os.path.isfile(path):
-        text, name = open(path).read(), os.path.splitext(os.path.basename(path))[0]
+        with open(path) as f:
+            text, name = f.read(MAX_BYTES + 1), os.path.splitext(os.path.basename(path))[0]
     elif path in shipped_spaces():
         text, name = resources.files(__package__).joinpath(f"{path}.yaml").read_text(), path
     else:

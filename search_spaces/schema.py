@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from ops.registry import ACT
 NONE = "none"
 INPUT_SIZE = "$input_size"
 DOWNSAMPLE = ("stride", "blurpool")
+SPACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}\Z")  # a space's name: it goes into arch strings and code
 DECODER_FIELDS = ("upsample", "context", "fusion", "stn", "channels")  # decisions "decoder.<field>"
 DECODER_CHOICES = {"upsample": ("transposed", "bilinear_conv", "pixel_shuffle"), "context": ("aspp", "rfb", NONE),
                    "fusion": ("asff", "sum", "concat")}
@@ -385,11 +387,15 @@ def parse_space(raw: Any, name: str = "", root: str = "space") -> SpaceSpec:
             raise SpaceError(f"{root}.classifier.act: expected one activation, got {c['act']!r}")
         classifier = ClassifierSpec(tuple(_int(h, f"{root}.classifier.hidden[{i}]") for i, h in enumerate(hidden)),
                                     act[0], float(dropout))
+    space_name = str(raw.get("name") or name)
+    if not SPACE_NAME.match(space_name):
+        raise SpaceError(f"{root}.name: {space_name[:60]!r} is not a usable space name; valid: letters, digits and "
+                         f"_ . + - (at most 100; a space file's stem is its default name)")
     filt = raw.get("filter_invalid", False)
     if not isinstance(filt, bool):
         raise SpaceError(f"{root}.filter_invalid: expected true/false, got {filt!r}")
     return SpaceSpec(
-        name=str(raw.get("name") or name), description=str(raw.get("description", "")),
+        name=space_name, description=str(raw.get("description", "")),
         in_channels=_int(inp.get("channels", 3), f"{root}.input.channels"),
         input_size=_int(inp.get("size", 32), f"{root}.input.size"),
         num_classes=_int(raw.get("num_classes", 10), f"{root}.num_classes"),

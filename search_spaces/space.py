@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 from torch import nn
 
+from search_spaces.builder import build_model
+
 from .arch import Arch, Classifier, Decoder, Layer
 from .layout import Layout, Position, stage_key
 from .probe import probe
@@ -217,8 +219,6 @@ class SearchSpace:
 
     def build(self, arch: Arch) -> nn.Module:
         """The plain PyTorch module of `arch`."""
-        from .builder import build_model
-
         return build_model(arch)
 
     # --- arch -> positions / assignment ----------------------------------------------------------------

@@ -5,8 +5,6 @@ import argparse
 import os
 import sys
 
-import yaml
-
 import search_spaces
 from nas.commands.space import _overrides
 from nas.errors import MissingFile
@@ -18,6 +16,7 @@ from nas.latency.units import space_units
 from nas.latency.validate import format_report, validate
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.sections import load_spec
+from search_spaces.loader import parse_yaml
 
 DESCRIPTION = """\
 build: measure the latency of every unit a space's networks can contain (each candidate op at each
@@ -77,7 +76,7 @@ def _is_spec(path: str) -> bool:
     if not os.path.isfile(path):
         return False
     with open(path) as f:
-        raw = yaml.safe_load(f)
+        raw = parse_yaml(f, path, ValueError)
     return isinstance(raw, dict) and "stages" not in raw
 
 

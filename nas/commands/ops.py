@@ -8,12 +8,11 @@ import json
 import sys
 from typing import Any
 
-import yaml
-
 from nas.cost import count_with_output, format_bytes, format_count, op_example
 from nas.errors import UserError
 from ops import op_names, op_spec
 from ops.registry import ACT, FAMILIES, NORM
+from search_spaces.safe_yaml import load_yaml
 
 DESCRIPTION = """\
 List every registered op (convolution types, blocks, plug-ins, upsampling, pooling) with its family,
@@ -72,7 +71,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set kernel=5")
-        parsed = yaml.safe_load(value) if value else value
+        parsed = load_yaml(value) if value else value
         out[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
     return out
 

@@ -5,12 +5,11 @@ import argparse
 import math
 import textwrap
 
-import yaml
-
 import search_spaces
 from nas.cost import count_arch, format_count
 from nas.errors import UserError
 from nas.tasks import get_task
+from search_spaces.safe_yaml import load_yaml
 
 DESCRIPTION = """\
 list: the shipped search spaces (search_spaces/*.yaml) with their decision count and size.
@@ -56,7 +55,7 @@ def _overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set input_size=64")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value)
     return out
 
 

@@ -1,7 +1,9 @@
 """Datasets: digits (embedded default), CIFAR-10/100 from disk, any ImageFolder, synthetic segmentation."""
 from __future__ import annotations
 
+import codecs
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Callable
 
@@ -133,16 +135,77 @@ class ArrayImages(Dataset):
         return self.transform(x), self.labels[i]
 
 
-def read_cifar(folder: str, files: list[str], label_key: str) -> tuple[np.ndarray, list[int]]:
-    """Read torchvision's python-format CIFAR pickles (no integrity check, so small test folders work)."""
-    import pickle
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what torchvision's python CIFAR batches hold: a dict of lists, strings, bytes and numpy
+    arrays; any other global (os.system, builtins.eval, ...) is refused before it is looked up."""
 
+    def find_class(self, module: str, name: str):
+        target = CIFAR_GLOBALS.get((module, name))
+        if target is None:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return target()
+
+
+def _numpy_attr(path: str) -> Callable[[], object]:
+    """A lazy lookup of numpy's `_core.<path>` (numpy 2) or `core.<path>` (numpy 1), whichever this numpy has."""
+    def get():
+        core = getattr(np, "_core", None) or np.core
+        obj = core
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return obj
+    return get
+
+
+CIFAR_GLOBALS: dict[tuple[str, str], Callable[[], object]] = {
+    **{(f"{pkg}.multiarray", "_reconstruct"): _numpy_attr("multiarray._reconstruct")
+       for pkg in ("numpy.core", "numpy._core")},
+    **{(f"{pkg}.numeric", "_frombuffer"): _numpy_attr("numeric._frombuffer")  # arrays pickled with protocol 5
+       for pkg in ("numpy.core", "numpy._core")},
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: _latin1_bytes,  # bytes pickled with protocol 2 (numpy's dtype codes)
+}
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """`_codecs.encode` as protocol-2 pickles use it for bytes, and nothing more."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode(..., {encoding!r}) is not allowed")
+    return codecs.encode(text, "latin1")
+
+
+def load_cifar_batch(path: str, label_key: str) -> dict:
+    """One python-format CIFAR batch (a dict with `data` and `label_key`), read with `_CifarUnpickler`;
+    anything else is one `DataError` line naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            batch = _CifarUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, RecursionError) as e:
+        raise DataError(f"{path}: not a CIFAR batch (torchvision's python format: a pickled dict of data and "
+                        f"labels); refused: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
+    if isinstance(batch, dict):
+        batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        raise DataError(f"{path}: not a CIFAR batch (torchvision's python format: a pickled dict with keys "
+                        f"'data' and '{label_key}')")
+    return batch
+
+
+def read_cifar(folder: str, files: list[str], label_key: str) -> tuple[np.ndarray, list[int]]:
+    """Read torchvision's python-format CIFAR pickles (no integrity check, so small test folders work), with an
+    unpickler that admits numpy arrays only (`load_cifar_batch`): a crafted batch file cannot run code."""
     images, labels = [], []
     for f in files:
-        with open(os.path.join(folder, f), "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels += list(batch[label_key])
+        path = os.path.join(folder, f)
+        batch = load_cifar_batch(path, label_key)
+        try:
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels += [int(y) for y in batch[label_key]]
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{path}: not a CIFAR batch ({str(e).splitlines()[0][:120]}); expected 'data' of "
+                            f"N x 3072 bytes and N integer labels") from None
     return np.concatenate(images), labels
 
 

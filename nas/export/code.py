@@ -27,10 +27,11 @@ from nas.export.opsource import OpSource
 from nas.io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from ops import op_spec, resolve_hparams
 from ops.layers import make_act
-from search_spaces.arch import Arch, Classifier, Layer
-from search_spaces.builder import build_model, layer_out_channels
+from search_spaces.arch import Arch, Classifier, Decoder, Layer
+from search_spaces.arch_check import check_arch
+from search_spaces.builder import build_model, check_buildable, layer_out_channels
 
-RESERVED = ("Net", "SegDecoder", "WEIGHTS", "load_net", "os", "sys")  # names the generated file defines besides the ops
+RESERVED = ("Net", "SegDecoder", "ARCH", "WEIGHTS", "load_net", "os", "sys")  # names the file defines besides ops
 
 
 def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
@@ -49,7 +50,7 @@ def op_call(src: OpSource, op: str, c_in: int, c_out: int, stride: int = 1, hpar
     """`Cls(c_in, c_out, stride=s, k=v)`: the call build_op makes, arguments equal to the signature's defaults left out."""
     cls = op_spec(op).cls
     params = inspect.signature(cls.__init__).parameters
-    args = [str(c_in), str(c_out)]
+    args = [repr(int(c_in)), repr(int(c_out))]
     for key, value in {"stride": stride, **resolve_hparams(op, dict(hparams or {}))}.items():
         default = params[key].default if key in params else inspect.Parameter.empty
         if not _same(value, default):
@@ -100,11 +101,11 @@ def classifier_code(clf: Classifier, c_in: int, indent: int) -> str:
     """Pool, flatten, hidden FC + act, dropout, linear (builder.build_classifier)."""
     items = ["nn.AdaptiveAvgPool2d(1)", "nn.Flatten(1)"]
     for h in clf.hidden:
-        items += [f"nn.Linear({c_in}, {h})", act_code(clf.act)]
+        items += [f"nn.Linear({int(c_in)!r}, {int(h)!r})", act_code(clf.act)]
         c_in = h
     if clf.dropout > 0:
-        items.append(f"nn.Dropout({clf.dropout!r})")
-    items.append(f"nn.Linear({c_in}, {clf.num_classes})")
+        items.append(f"nn.Dropout({float(clf.dropout)!r})")
+    items.append(f"nn.Linear({int(c_in)!r}, {int(clf.num_classes)!r})")
     return _block(items, indent)
 
 
@@ -131,7 +132,7 @@ def classification_code(arch: Arch, src: OpSource) -> str:
         self.stem = {stem}
         self.stages = {stage_block}
         self.head = {head}
-        self.num_features = {c}
+        self.num_features = {int(c)!r}
         self.classifier = {clf}
 
     def forward_features(self, x):
@@ -151,8 +152,21 @@ def register_writer(kind: str, writer: Callable[[Arch, OpSource], str]) -> None:
     MODEL_WRITERS[kind] = writer
 
 
+def docstring_text(text: str) -> str:
+    """`text` for a line of a triple-quoted docstring: backslashes, quotes and anything unprintable escaped."""
+    out = text.encode("ascii", "backslashreplace").decode("ascii")
+    out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in out)
+    return out.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
+
+
 def generate_code(arch: Arch, weights_file: str | None = None) -> str:
-    """The source of the standalone file for `arch` (`weights_file`: default weights, relative to the file)."""
+    """The source of the standalone file for `arch` (`weights_file`: default weights, relative to the file).
+
+    Every value goes into the code as the `repr` of a checked int, float, bool, tuple or name (`Arch` checks its
+    fields when built; `check_buildable` its ops), never as pasted text: the arch string is the constant `ARCH`.
+    """
+    check_arch(arch, (Layer, Classifier, Decoder))  # again: an Arch changed in place (object.__setattr__) is not written unchecked
+    check_buildable(arch)
     writer = MODEL_WRITERS.get(arch.task)
     if writer is None:
         raise UserError(f"no code writer for task '{arch.task}' yet; valid: {', '.join(MODEL_WRITERS)}")
@@ -165,19 +179,22 @@ def generate_code(arch: Arch, weights_file: str | None = None) -> str:
     imports = "\n".join(sorted(["import math", "import os", "import sys", *stdlib], key=by_module) + [
         "", "import torch", "from torch import nn", "import torch.nn.functional as F",
         *sorted((i for i in src.imports if i not in stdlib), key=by_module)])
-    size = f"{arch.in_channels}x{arch.input_size}x{arch.input_size}"
+    c, n = int(arch.in_channels), int(arch.input_size)
+    shape = f"1, {c!r}, {n!r}, {n!r}"
+    weights = None if weights_file is None else str(weights_file)
     return f'''"""{arch.task.capitalize()} network exported by convnas (`nas export`): plain PyTorch, no convnas needed.
 
-Architecture: {arch.to_string()}
+Architecture: {docstring_text(arch.to_string())} (the constant ARCH below)
 
     net = load_net()          # Net() with the weights beside this file, if there are any, in eval mode
-    y = net(torch.randn(1, {arch.in_channels}, {arch.input_size}, {arch.input_size}))
+    y = net(torch.randn({shape}))
 
-Run `python {{this file}} [WEIGHTS.pt]` for a smoke test on a random {size} input.
+Run `python {{this file}} [WEIGHTS.pt]` for a smoke test on a random {c!r}x{n!r}x{n!r} input.
 """
 {future}{imports}
 
-WEIGHTS = {weights_file!r}  # state dict beside this file (torch.load(..., weights_only=True)); None: no weights
+ARCH = {str(arch.to_string())!r}
+WEIGHTS = {weights!r}  # state dict beside this file (torch.load(..., weights_only=True)); None: no weights
 
 # ---- ops (copied from convnas's ops/ package) ----
 
@@ -203,7 +220,7 @@ def load_net(weights=WEIGHTS):
 if __name__ == "__main__":
     net = load_net(os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else WEIGHTS)
     with torch.no_grad():
-        y = net(torch.randn(1, {arch.in_channels}, {arch.input_size}, {arch.input_size}))
+        y = net(torch.randn({shape}))
     print(f"Net: {{sum(p.numel() for p in net.parameters()):,}} parameters; output {{tuple(y.shape)}}")
 '''
 

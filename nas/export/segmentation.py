@@ -28,8 +28,8 @@ def decoder_code(arch: Arch, src: OpSource, indent: int) -> str:
     laterals = ", ".join(_call(src, c) for c in r["laterals"])
     upsample = _block([_call(src, c) for c in r["upsample"]], indent + 4)
     args = [f"laterals=[{laterals}]", f"context={_call(src, r['context'])}", f"fuse={_call(src, r['fuse'])}",
-            f"fusion={r['fusion']!r}", f"upsample={upsample}", f"classifier=nn.Conv2d({r['classifier'][0]}, "
-            f"{r['classifier'][1]}, 1)"]
+            f"fusion={str(r['fusion'])!r}", f"upsample={upsample}",
+            f"classifier=nn.Conv2d({int(r['classifier'][0])!r}, {int(r['classifier'][1])!r}, 1)"]
     return "SegDecoder(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
 
 
@@ -51,7 +51,7 @@ class Net(nn.Module):
         self.stem = {stem}
         self.stages = {stage_block}
         self.head = {head}
-        self.levels, self.extra_levels = {pyr.indices!r}, {pyr.extra}
+        self.levels, self.extra_levels = {tuple(int(i) for i in pyr.indices)!r}, {int(pyr.extra)!r}
         self.decoder = {decoder_code(arch, src, 8)}
 
 {methods.rstrip()}'''

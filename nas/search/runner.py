@@ -5,8 +5,6 @@ import os
 import time
 from typing import Any
 
-import yaml
-
 from nas.io import atomic_write_text
 from nas.latency import stage as latency_stage
 from nas.search.constraints import Constraint, check_achievable
@@ -16,6 +14,7 @@ from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
 from nas.spec.sections import COST_METRICS, Spec
 from nas.tasks import task_for
+from search_spaces.loader import parse_yaml
 
 # what a resumed run may change: budgets, later stages, and where the work runs (a run started on a laptop goes on
 # on a Ray cluster; the global batch keeps supernet training the same at any process count)
@@ -56,8 +55,8 @@ class SearchRun:
                 raise SpecError(f"run folder '{self.dir}' already holds a run; pass --resume to continue it, or "
                                 f"choose another with --set run_dir=PATH")
             with open(spec_path) as f:
-                old = yaml.safe_load(f)
-            new = yaml.safe_load(text)
+                old = parse_yaml(f, spec_path, SpecError)
+            new = parse_yaml(text, "spec", SpecError)
             changed = _first_difference(old, new, ignore=RESUMABLE_CHANGES)
             if changed:
                 raise SpecError(f"--resume: the spec differs from the run's spec.yaml at '{changed}'; "

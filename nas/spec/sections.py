@@ -211,7 +211,8 @@ def apply_override(raw: dict, assignment: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise SpecError(f"--set {key}: '{p}' is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+
+    node[parts[-1]] = parse_yaml(value, f"--set {key}", SpecError)
 
 
 def load_spec(source: str | dict | None = None, overrides: list[str] = ()) -> Spec:
