@@ -143,7 +143,7 @@ def step_latency(p: Plan) -> Result:
         figures[f"b{batch}"] = f
         m, r, x = f["model"], f["remeasure"], f.get("macs_proxy", {})
         met &= m["within_10"] >= 0.9 and m["kendall_tau"] >= 0.85
-        parts.append(f"b{batch}: predictor {pct(m['within_10'])} within ±10%, MAPE {m['mape']:.1f}%, "
+        parts.append(f"{profile.key()}: predictor {pct(m['within_10'])} within ±10%, MAPE {m['mape']:.1f}%, "
                      f"tau {m['kendall_tau']:.2f} (re-measure {pct(r['within_10'])}, tau {r['kendall_tau']:.2f}; "
                      f"MACs proxy {pct(x.get('within_10', math.nan))}, tau {x.get('kendall_tau', math.nan):.2f})")
     text = f"{p.lat_size}x{p.lat_size}, {p.lat_val} nets; " + "; ".join(parts)
