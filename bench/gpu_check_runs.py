@@ -65,8 +65,8 @@ def _ddp_worker(rank: int, port: int, spec_dict: dict) -> None:
     nas.distributed.train_from_spec, which finds the group initialised. LOCAL_RANK 0: both ranks on cuda:0."""
     import torch.distributed as dist
 
-    from nas.config import load_spec
-    from nas.distributed import train_from_spec
+    from nas.spec.sections import load_spec
+    from nas.launch import train_from_spec
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK="0")
@@ -83,7 +83,7 @@ def launch(spec_dict: dict) -> dict:
     """Train `spec_dict`'s supernet in WORLD processes on this device; rank 0's checkpoint."""
     import torch.multiprocessing as mp
 
-    from nas.train import CHECKPOINT
+    from nas.training.checkpoint import CHECKPOINT
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,11 +130,11 @@ class RankBatches:
 def step_ddp(p: Plan) -> Result:
     from torch.utils.data import DataLoader
 
-    from nas.config import load_spec
-    from nas.data import load_dataset
-    from nas.distributed import load_space
+    from nas.spec.sections import load_spec
+    from nas.data.datasets import load_dataset
+    from nas.spec.resolve import load_space
     from nas.supernet import Supernet
-    from nas.train import TrainConfig, train_supernet
+    from nas.training.loop import TrainConfig, train_supernet
 
     spec_dict = small_spec(p, "ddp")
     log(f"ddp: {WORLD} gloo processes on {p.device}, then one process on the same shards")
@@ -195,7 +195,7 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
 def step_ray(p: Plan) -> Result:
     import ray
 
-    from nas.config import load_spec
+    from nas.spec.sections import load_spec
     from nas.search.runner import SearchRun
 
     hardware = {"kind": p.device, "threads": 1, "calibration_archs": 4, "warmup": 2, "repeats": 10}

@@ -188,7 +188,7 @@ def supernet_ratio(p: Plan, space) -> list[float]:
 
 def train_figures(p: Plan, model, data, run_dir: str, supernet: bool = True, **cfg) -> dict[str, float]:
     """Train with nas.train's loop for 2 epochs on `data`; the second epoch's ms/step, img/s and loss."""
-    from nas.train import TrainConfig, train_model, train_supernet
+    from nas.training.loop import TrainConfig, train_model, train_supernet
 
     config = TrainConfig(**{"epochs": 2, "batch_size": len(data[0][1]), "lr": 0.05, "warmup_epochs": 0,
                             "sampler": "fair", "seed": 0, **cfg})
@@ -274,7 +274,7 @@ def step_throughput(p: Plan) -> Result:
     if p.cuda:
         import gc
 
-        from nas.train import TrainConfig, train_supernet
+        from nas.training.loop import TrainConfig, train_supernet
 
         log("throughput: all_ops supernet peak memory (32x32, batch 64, sandwich: the largest path each step)")
         gc.collect()

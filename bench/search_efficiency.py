@@ -5,7 +5,7 @@ built once by the framework's own stages (SearchRun: latency table + calibration
 --work and reused by later runs. Every sampler and seed then runs an in-memory Optuna study of the
 largest budget against the same one-shot evaluator (accuracy with inherited weights, BN recalibrated on
 fixed training batches, on the val split; predicted latency); the hypervolume after the first B trials of
-a study is its value at budget B, against one common reference point (stages.reference_point).
+a study is its value at budget B, against one common reference point (front.reference_point).
 
 The evaluator is deterministic given the architecture, so its arch -> metrics cache is shared by all
 studies and kept in WORK/metrics.json: a rerun scores nothing twice (delete the file to time from cold).
@@ -103,8 +103,8 @@ def run_study(run, evaluator, sampler_name: str, seed: int, n_trials: int, popul
 
     from nas.search.study import make_objective, make_sampler
 
-    study = optuna.create_study(directions=run.directions, sampler=make_sampler(sampler_name, seed, population))
-    objective = make_objective(run.space, evaluator, run.objectives)
+    study = optuna.create_study(directions=run.ctx.directions, sampler=make_sampler(sampler_name, seed, population))
+    objective = make_objective(run.ctx.space, evaluator, run.ctx.objectives)
     study.optimize(objective, n_trials=n_trials, callbacks=[lambda s, t: bar.update(1)], gc_after_trial=False)
     return study.get_trials(deepcopy=False)
 
@@ -148,7 +148,8 @@ def main() -> int:
     from tqdm import tqdm
 
     from nas.search.pareto import hypervolume, non_dominated
-    from nas.search.stages import one_shot_scorer, reference_point
+    from nas.search.front import reference_point
+    from nas.search.stages import one_shot_scorer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budgets = sorted(args.budgets)
@@ -163,12 +164,12 @@ def main() -> int:
     cache_file = os.path.join(args.work, "metrics.json")
     cache = json.load(open(cache_file)) if os.path.exists(cache_file) else {}
     cached_before = len(cache)
-    score = TimedScore(one_shot_scorer(run, supernet))
+    score = TimedScore(one_shot_scorer(run.ctx, supernet))
     evaluator = TimedEvaluator(score, latency_model, cache=cache)  # one instance: cost and metrics cached for all
-    ref = reference_point(run, evaluator)
+    ref = reference_point(run.ctx, evaluator)
 
     # the cache is only sound if scoring is deterministic: score one architecture twice
-    probe = run.space.sample(np.random.default_rng(12345))
+    probe = run.ctx.space.sample(np.random.default_rng(12345))
     first, second = score(probe), score(probe)
     if first != second:
         raise SystemExit(f"one-shot score is not deterministic ({first} vs {second}); the shared cache is unsound")
@@ -187,8 +188,8 @@ def main() -> int:
                 seconds[s]["scored"] += score.calls - calls0
                 seconds[s]["cost"] += evaluator.cost_seconds - c0
                 for b in budgets:
-                    results[s][b].append(hypervolume(front_points(trials[:b], run.objectives, run.directions), ref))
-                all_points.append(front_points(trials, run.objectives, run.directions))
+                    results[s][b].append(hypervolume(front_points(trials[:b], run.ctx.objectives, run.ctx.directions), ref))
+                all_points.append(front_points(trials, run.ctx.objectives, run.ctx.directions))
                 save_cache(cache_file, evaluator.cache)
                 print(f"{s} seed {seed}: " + ", ".join(f"HV@{b} {results[s][b][-1]:.4f}" for b in budgets), flush=True)
     pts = np.concatenate(all_points)
