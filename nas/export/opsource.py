@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ops.registry import register_op
+from nas.errors import UserError
+from ops.registry import op_spec, register_op
 
 PACKAGE = "ops"
 # the imports every generated file starts with: name -> (statement, the object it binds)
@@ -33,8 +34,20 @@ HEADER_IMPORTS = {"math": ("import math", math), "torch": ("import torch", torch
                   "nn": ("from torch import nn", nn), "F": ("import torch.nn.functional as F", F)}
 
 
-def _in_package(modname: str) -> bool:
-    return modname == PACKAGE or modname.startswith(PACKAGE + ".")
+def _in_package(modname: str, packages=(PACKAGE,)) -> bool:
+    return any(modname == p or modname.startswith(p + ".") for p in packages)
+
+
+def _user_op_module(obj) -> str | None:
+    """The module of a user's registered op class (ops.register_op outside `ops/`), whose source is copied too."""
+    modname = getattr(obj, "__module__", "") or ""
+    name = getattr(obj, "op_name", None)
+    if not name or _in_package(modname) or _in_package(modname, ("nas", "search_spaces")):
+        return None
+    try:
+        return modname if op_spec(name).cls is obj else None
+    except KeyError:
+        return None
 
 
 @lru_cache(maxsize=None)
@@ -99,6 +112,7 @@ class OpSource:
         self.emitted: dict[tuple[str, str], str] = {}  # definition -> name in the generated file
         self.taken = set(reserved) | set(HEADER_IMPORTS)
         self.roots: list[tuple[str, str]] = []
+        self.packages: tuple[str, ...] = (PACKAGE,)  # modules whose definitions are copied: ops/ and users' op modules
         self.imports: list[str] = []
         self.future_annotations = False
 
@@ -106,14 +120,21 @@ class OpSource:
     def name(self, obj) -> str:
         """The generated file's name for `obj` (a class or function of an `ops` module); collects its source."""
         modname = getattr(obj, "__module__", "") or ""
-        if not _in_package(modname):
-            raise ValueError(f"export: {obj!r} is not defined in the '{PACKAGE}' package; only ops source is copied")
+        user = _user_op_module(obj)
+        if user and user not in self.packages:
+            self.packages += (user,)
+        if not self._copyable(modname):
+            raise UserError(f"export: {obj!r} is neither defined in the '{PACKAGE}' package nor a registered op; "
+                            f"only op source is copied")
         key = self._resolve(modname, obj.__name__)
         if key is None or key[0] != "def":
             raise ValueError(f"export: cannot find the definition of {obj.__name__} in {modname}")
         if key[1] not in self.roots:
             self.roots.append(key[1])
         return self.emitted[key[1]]
+
+    def _copyable(self, modname: str) -> bool:
+        return _in_package(modname, self.packages)
 
     def _resolve(self, modname: str, name: str):
         """What `name` means at the top level of `modname`: ("def", key), ("module", modname), ("import", line)."""
@@ -122,11 +143,11 @@ class OpSource:
             return None  # a builtin, or a local variable
         obj = vars(module)[name]
         if inspect.ismodule(obj):
-            if _in_package(obj.__name__):
+            if self._copyable(obj.__name__):
                 return "module", obj.__name__
             return self._external(modname, name, obj)
         stmt = _module_source(modname)[2].get(name)
-        if isinstance(stmt, ast.ImportFrom) and _in_package(_absolute(modname, stmt)):
+        if isinstance(stmt, ast.ImportFrom) and self._copyable(_absolute(modname, stmt)):
             alias = next(a for a in stmt.names if (a.asname or a.name) == name)
             return self._resolve(_absolute(modname, stmt), alias.name)
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):

@@ -94,3 +94,34 @@ def test_missing_mask_and_rgb_mask_are_named(tmp_path):
     Image.fromarray(_image(0)).save(tmp_path / "masks" / "train" / "im0.png")
     with pytest.raises(DataError, match=r"mask '.*im0\.png' is mode RGB; valid: single-channel class indices"):
         load_dataset("segfolder", root=str(tmp_path), input_size=8)
+
+
+def test_voc_masks_with_ignored_pixels_train_and_evaluate(tmp_path):
+    """The segmentation task's loss and metrics leave 255 out: a network trains on VOC-style masks (loss finite)
+    and its mIoU counts only labelled pixels (a prediction of 255 nowhere still scores every labelled one)."""
+    import search_spaces
+    from nas.tasks import get_task
+    from nas.training.loop import TrainConfig
+
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (tmp_path / d).mkdir(parents=True)
+    names = [f"2007_{k:06d}" for k in range(6)]
+    for k, name in enumerate(names):
+        Image.fromarray(_image(k, size=(16, 16))).save(tmp_path / "JPEGImages" / f"{name}.jpg")
+        mask = _mask(k, size=(16, 16), classes=3)
+        mask[:2, :] = 255
+        Image.fromarray(mask, mode="L").save(tmp_path / "SegmentationClass" / f"{name}.png")
+    (tmp_path / "ImageSets/Segmentation/train.txt").write_text("\n".join(names[:4]) + "\n")
+    (tmp_path / "ImageSets/Segmentation/val.txt").write_text("\n".join(names[4:]) + "\n")
+    (tmp_path / "classes.txt").write_text("background\na\nb\n")
+    splits = load_dataset("segfolder", root=str(tmp_path), input_size=16)
+    space = search_spaces.load("dense_prediction", input_size=16, num_classes=3)
+    task = get_task("segmentation")
+    model = task.build_model(space.smallest())
+    loaders = make_loaders(splits, batch_size=2)
+    history = task.train(model, loaders, TrainConfig(epochs=1, batch_size=2, lr=0.01, optimizer="adamw",
+                                                     label_smoothing=0.0, warmup_epochs=0),
+                         str(tmp_path / "train"), progress=False)
+    assert np.isfinite(history[-1]["loss"]) and 0 <= history[-1]["val_miou"] <= 1
+    metrics = task.evaluate(model, loaders[1])
+    assert np.isfinite(metrics["loss"]) and 0 < metrics["pixel_accuracy"] <= 1
