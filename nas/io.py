@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -43,3 +44,8 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def say(msg: str) -> None:
+    """A progress line for the user, on stderr (stdout stays for results)."""
+    print(f"[nas] {msg}", file=sys.stderr, flush=True)

@@ -92,7 +92,7 @@ def build_model(arch: Arch) -> nn.Module:
     return MODEL_CLASSES[arch.task](arch)
 
 
-def check_buildable(arch: Any) -> None:
+def check_buildable(arch: Arch) -> None:
     """Raise `ArchError` naming the layer unless every op of `arch` accepts its arguments (odd kernels, channel
     rules, ...) and the classifier or decoder fits; built on the meta device, so no weights are allocated."""
     c = arch.in_channels

@@ -27,11 +27,12 @@ from ops import build_op, op_spec
 
 from .arch import Arch, Decoder
 from .builder import build_encoder, layer_out_channels, register_model_class
+from .schema import DECODER_CHOICES
 
 LEVELS = 3  # pyramid levels the decoder fuses: finest, middle, coarsest
-FUSIONS = ("asff", "sum", "concat")
-CONTEXTS = ("aspp", "rfb", "none")
-UPSAMPLES = ("transposed", "bilinear_conv", "pixel_shuffle")
+FUSIONS = DECODER_CHOICES["fusion"]
+CONTEXTS = DECODER_CHOICES["context"]
+UPSAMPLES = DECODER_CHOICES["upsample"]
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,8 @@ def upsample_call(kind: str, channels: int, scale: int) -> tuple:
 
 
 def check_decoder(dec: Decoder, pyr: Pyramid) -> None:
-    """One-line errors for decoder choices that cannot be built over this pyramid."""
-    for field, valid in (("context", CONTEXTS), ("fusion", FUSIONS), ("upsample", UPSAMPLES)):
-        if getattr(dec, field) not in valid:
-            raise ValueError(f"decoder.{field}: unknown '{getattr(dec, field)}'; valid: {', '.join(valid)}")
-    if dec.channels < 1 or dec.num_classes < 1:
-        raise ValueError(f"decoder: channels={dec.channels} and num_classes={dec.num_classes} must be >= 1")
+    """A one-line error for decoder choices that cannot be built over this pyramid (the fields themselves are
+    checked when the Arch is built: search_spaces.arch_check)."""
     ratios = [b // a if b % a == 0 else 0 for a, b in zip(pyr.strides, pyr.strides[1:])]
     if dec.fusion == "asff" and ratios != [2, 2]:
         raise ValueError(f"decoder.fusion: asff needs pyramid strides that double level to level, got "

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from nas.data.datasets import DataError, Splits, register_dataset
+from nas.evaluation.segmentation import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 VOC_CLASSES = 21
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 LAYOUTS = ("ROOT/JPEGImages/*.jpg + ROOT/SegmentationClass/*.png + ROOT/ImageSets/Segmentation/{train,val}.txt "

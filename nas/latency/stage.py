@@ -1,8 +1,7 @@
 """The latency stage of a search: the profile from the spec, the table built incrementally, its calibration."""
 from __future__ import annotations
 
-import sys
-
+from nas.io import say
 from nas.latency.predictor import LatencyModel, fit_calibration, space_signature
 from nas.latency.profile import DeviceProfile
 from nas.latency.table import LatencyTable
@@ -30,16 +29,13 @@ def prepare(space, hardware, out_dir: str, progress: bool | None = None, seed: i
     table.spaces = sorted(set(table.spaces) | {space_signature(space)})
     missing = table.missing(units)
     if missing:
-        _say(f"latency: measuring {len(missing)} of {len(units)} table entries on {profile.key()}")
+        say(f"latency: measuring {len(missing)} of {len(units)} table entries on {profile.key()}")
         table.build(units, progress=progress, size=space.spec.input_size)
     if space_signature(space) not in (table.calibrations or {}):
         n = int(getattr(hardware, "calibration_archs", 16))
-        _say(f"latency: calibrating on {n} whole networks measured end to end")
+        say(f"latency: calibrating on {n} whole networks measured end to end")
         cal = fit_calibration(space, table, profile, n=n, seed=seed, progress=progress)
         if cal.loo_mape is not None:
-            _say(f"latency: calibration '{cal.form}', leave-one-out error {100 * cal.loo_mape:.1f}%")
+            say(f"latency: calibration '{cal.form}', leave-one-out error {100 * cal.loo_mape:.1f}%")
     return LatencyModel.for_space(table, space)
 
-
-def _say(msg: str) -> None:
-    print(f"[nas] {msg}", file=sys.stderr, flush=True)

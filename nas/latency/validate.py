@@ -7,7 +7,6 @@ a * MACs + b, fitted on the same calibration networks), each as MAPE, the share 
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import random
@@ -182,6 +181,3 @@ def _html(path, measured, series, lo, hi, title, rows) -> str:
     return path
 
 
-def load_report(path: str) -> dict[str, Any]:
-    with open(path) as f:
-        return json.load(f)

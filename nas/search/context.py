@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 
 from nas.data import Splits, make_loaders
+from nas.io import say
 from nas.spec.sections import COST_METRICS, Spec
 from nas.tasks import Task
 from nas.training.loop import TrainConfig
@@ -47,7 +47,7 @@ class RunContext:
 
     def say(self, msg: str) -> None:
         """A progress line for the user (stderr), also kept in the run folder's search.log."""
-        print(f"[nas] {msg}", file=sys.stderr, flush=True)
+        say(msg)
         with open(self.path("search.log"), "a") as f:
             f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
 

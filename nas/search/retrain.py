@@ -92,7 +92,7 @@ def retrain_front(ctx: RunContext, rows, latency_model):
                       f"{base['measured_latency_ms']:.3f} ms): "
                       + (f"trial(s) {', '.join(str(r['trial']) for r in winners)} match or beat it on both "
                          f"test {q} and measured latency, strictly on one" if winners else
-                         f"no retrained front architecture beats it on both"))
+                         "no retrained front architecture beats it on both"))
     ctx.say(out["verdict"])
     return out, {"name": spec.retrain.baseline, q: base[f"test_{q}"], "latency_ms": base["measured_latency_ms"]}, \
         retrained

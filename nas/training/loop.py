@@ -30,6 +30,7 @@ from torch import nn
 from nas.errors import UserError
 from nas.evaluation.classification import evaluate as evaluate_accuracy
 from nas.io import atomic_torch_save
+from nas.io import say as print_progress
 from nas.spec.schema import to_dict
 from nas.supernet.sampling import make_sampler
 from nas.training.checkpoint import CHECKPOINT
@@ -148,9 +149,6 @@ def _set_epoch(loader, epoch: int) -> None:
             sampler.set_epoch(epoch)
 
 
-def _say(msg: str) -> None:
-    print(f"[nas] {msg}", file=sys.stderr, flush=True)
-
 
 # --- the loop --------------------------------------------------------------------------------------------------------
 
@@ -178,7 +176,7 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
     ctx = dist_context()
     device = training_device(ctx)
     cuda = device.type == "cuda"
-    say = _say if (progress and ctx.main) else (lambda msg: None)
+    say = print_progress if (progress and ctx.main) else (lambda msg: None)
     if cfg.amp != "none" and not cuda:
         say(f"amp: {cfg.amp} runs on CUDA only; training in float32 on CPU")
     if cfg.channels_last and not cuda:

@@ -56,7 +56,7 @@ def test_calibration_reduces_the_error_on_held_out_networks(tiny, tmp_path):
     measured = np.array(measure_archs(held, table, reference=reference_arch(tiny)))
     calibrated = np.mean([abs(model.predict(a) / m - 1) for a, m in zip(held, measured)])
     naive = np.mean([abs(model.raw(a) / m - 1) for a, m in zip(held, measured)])
-    assert calibrated < naive or calibrated < 0.15, (calibrated, naive, cal.form)
+    assert calibrated < naive, (calibrated, naive, cal.form)  # the fitted map must beat the plain table sum
 
 
 def test_arch_point_sums_by_family(tiny, fast, fake_clock):
