@@ -57,3 +57,16 @@ def test_unmeetable_constraint_is_one_line_before_training(tiny, fast, fake_cloc
                             f"'tiny' (minimum {low:.4g} ms)")
     check_achievable(tiny, [Constraint("latency_ms", low * 1.01), Constraint("params", 1e9)],
                      get_task("classification"), model)
+
+
+def test_an_estimated_minimum_warns_and_never_refuses():
+    """Segmentation's minimum is a greedy upper bound: a limit below it is searched with a warning, not refused."""
+    import search_spaces
+
+    space = search_spaces.load("dense_prediction", input_size=16, num_classes=3)
+    task = get_task("segmentation")
+    low, exact = task.minimum(space, "params")
+    assert not exact and low > 0
+    warnings = check_achievable(space, [Constraint("params", low / 2)], task)
+    assert len(warnings) == 1 and "may be below every architecture" in warnings[0] and "upper bound" in warnings[0]
+    assert check_achievable(space, [Constraint("params", low * 2)], task) == []
