@@ -1,6 +1,8 @@
 import json
 import os
 
+import torch
+
 from nas.commands.search import format_summary
 from nas.spec.sections import load_spec
 from nas.search.retrain import beats, spread
@@ -43,6 +45,18 @@ def test_front_and_baseline_are_retrained_then_measured_side_by_side(tiny_spec):
     with open(os.path.join(run_dir, "search.log")) as f:
         log = f.read()
     assert log.count(f"retrain: measuring {len(out['archs']) + 1} networks side by side") == 1
+
+    # best/ is chosen from the retrained front (test accuracy vs measured latency), with its retrained weights
+    assert summary["best_from"] == "retrained"
+    best = summary["best"]
+    retrained = {r["trial"]: r for r in out["archs"]}
+    assert best["trial"] in retrained and best["accuracy"] == retrained[best["trial"]]["test_accuracy"]
+    assert best["latency_ms"] == retrained[best["trial"]]["measured_latency_ms"]
+    assert not any(beats(r, {**retrained[best["trial"]]}, "accuracy") for r in out["archs"])  # on that front
+    weights = torch.load(os.path.join(run_dir, "best", "weights.pt"), weights_only=True)
+    trained = torch.load(os.path.join(run_dir, "retrain", f"trial{best['trial']}", "checkpoint.pt"),
+                         weights_only=True)["model"]
+    assert weights.keys() == trained.keys() and all(torch.equal(weights[k], trained[k]) for k in weights)
 
     # the command's summary lists them, the baseline last, then the verdict
     text = format_summary(summary, run_dir).splitlines()
