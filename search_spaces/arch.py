@@ -11,7 +11,7 @@ import yaml
 from ops import op_spec
 
 from .arch_check import ArchError, check_arch, show
-from .safe_yaml import YamlLimitError, load_yaml
+from .safe_yaml import parse_yaml
 
 
 def _freeze(hparams: dict[str, Any] | tuple | None) -> tuple[tuple[str, Any], ...]:
@@ -311,14 +311,7 @@ class Arch:
         """The Arch of YAML text (bounded: `safe_yaml`); invalid YAML or fields raise one `ArchError` line
         (starting with `source`, e.g. the file name, when given)."""
         head = f"{source}: " if source else ""
-        try:
-            raw = load_yaml(text)
-        except YamlLimitError as e:
-            raise ArchError(f"{head or 'arch YAML: '}{e}") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise ArchError(f"{head or 'arch YAML: '}not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        raw = parse_yaml(text, source or "arch YAML", ArchError)
         try:
             return cls.from_dict(raw)
         except ArchError as e:

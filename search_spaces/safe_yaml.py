@@ -86,3 +86,16 @@ def load_yaml(stream: Any) -> Any:
                              "levels") from None
     finally:
         loader.dispose()
+
+
+def parse_yaml(stream, source: str, error: type[Exception]) -> Any:
+    """`load_yaml(stream)`; a syntax error or a document over a bound raises `error` as one line naming `source`
+    (and the line and column)."""
+    try:
+        return load_yaml(stream)
+    except YamlLimitError as e:
+        raise error(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise error(f"{source}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
