@@ -75,7 +75,8 @@ def recalibrated_path(spec, supernet, arch):
 def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
                onnx: bool = False) -> tuple[int, dict, list[Path]]:
     """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
-    in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); weights extracted from the run's supernet."""
+    in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); the weights are the trial's retrained
+    ones when the retrain stage trained it, else extracted from the run's supernet (BN recalibrated)."""
     spec = run_spec(run_dir)
     default_out = Path(run_dir, "best") if trial is None else None
     trial = chosen_trial(run_dir) if trial is None else int(trial)
@@ -86,7 +87,13 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
     atomic_write_text(str(written[0]), arch.to_yaml())
     model, weights = None, None
     checkpoint = Path(run_dir, "supernet", CHECKPOINT)
-    if checkpoint.is_file():
+    retrained = Path(run_dir, "retrain", f"trial{trial}")
+    if (retrained / CHECKPOINT).is_file():  # retrained from scratch (the retrain stage): those weights, not the supernet's
+        space = load_space(spec, arch)
+        model = load_trained(task_for(spec.task, space).build_model(arch), str(retrained))
+        weights = save_weights(model, out / "weights.pt")
+        written.append(weights)
+    elif checkpoint.is_file():
         space = load_space(spec, arch)
         try:
             model = recalibrated_path(spec, run_supernet(run_dir, spec, space), arch)

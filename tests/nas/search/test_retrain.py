@@ -4,6 +4,7 @@ import os
 import torch
 
 from nas.commands.search import format_summary
+from nas.export.run import export_run
 from nas.spec.sections import load_spec
 from nas.search.retrain import beats, spread
 from nas.search.runner import SearchRun
@@ -57,6 +58,9 @@ def test_front_and_baseline_are_retrained_then_measured_side_by_side(tiny_spec):
     trained = torch.load(os.path.join(run_dir, "retrain", f"trial{best['trial']}", "checkpoint.pt"),
                          weights_only=True)["model"]
     assert weights.keys() == trained.keys() and all(torch.equal(weights[k], trained[k]) for k in weights)
+    _, _, written = export_run(run_dir, best["trial"], tmp_out := os.path.join(run_dir, "exported"))
+    again = torch.load(os.path.join(tmp_out, "weights.pt"), weights_only=True)  # `nas export RUN --trial N` agrees
+    assert all(torch.equal(again[k], trained[k]) for k in trained)
 
     # the command's summary lists them, the baseline last, then the verdict
     text = format_summary(summary, run_dir).splitlines()
