@@ -8,11 +8,13 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
+import sqlalchemy.exc
 
 from nas.errors import UserError
 from nas.search.objectives import ArchEvaluator, objective_values
 from search_spaces import Arch
 
+STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 
 
@@ -73,11 +75,22 @@ def set_constraints(trial, evaluator: ArchEvaluator, cost: dict[str, float]) -> 
 
 def open_study(run_dir: str, name: str, directions: Sequence[str], sampler: optuna.samplers.BaseSampler,
                storage: str | None = None) -> optuna.Study:
-    """Create or load the run's study (SQLite in the run folder; optuna-dashboard can open it)."""
+    """Create or load the run's study (SQLite in the run folder; optuna-dashboard can open it); a file that is
+    not an Optuna SQLite study is one line naming it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = storage or f"sqlite:///{os.path.abspath(os.path.join(run_dir, 'study.db'))}"
-    return optuna.create_study(study_name=name, storage=storage, directions=list(directions), sampler=sampler,
-                               load_if_exists=True)
+    path = os.path.abspath(os.path.join(run_dir, "study.db"))
+    try:
+        return optuna.create_study(study_name=name, storage=storage or f"sqlite:///{path}",
+                                   directions=list(directions), sampler=sampler, load_if_exists=True)
+    except STORAGE_ERRORS as e:
+        raise UserError(unreadable_study(storage or path, e)) from None
+
+
+def unreadable_study(where: str, error: BaseException) -> str:
+    """One line: the study storage cannot be read, why (the driver's first line), and what to do."""
+    why = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
+    return (f"{where}: not a readable Optuna study ({why}); move it away (or delete it) to start the search over, "
+            f"or restore it from a copy")
 
 
 def suggest_arch(trial: optuna.trial.BaseTrial, space) -> Arch:
