@@ -86,7 +86,7 @@ class SupernetSection:
         check_range(self, path, {
             "epochs": (0, None, "an integer >= 0"), "lr": positive("a number > 0, e.g. 0.05"),
             "momentum": (0, 1, "a number in [0, 1]"), "weight_decay": (0, None, "a number >= 0"),
-            "warmup_epochs": (0, None, "a number >= 0"),
+            "warmup_epochs": (0, None, "an integer >= 0"),
             "label_smoothing": (0, 0.999, "a number in [0, 1), e.g. 0.1"),
             "grad_clip": (0, None, "a number >= 0 (the max gradient norm; 0: off)")})
 
