@@ -99,6 +99,9 @@ CASES = [
     ("retrain_top_k_negative", {"retrain.top_k": -1}, "retrain.top_k", {"retrain.top_k": 0}),
     ("retrain_epochs_zero", {"retrain.epochs": 0}, "retrain.epochs", {"retrain.epochs": 1}),
     ("task_unknown", {"task": "detection"}, "task", {"task": "classification"}),
+    ("space_binary", {"space.name": "SPACE_DIR/binary.yaml"}, "binary.yaml: not UTF-8 text", {"space.name": DELETE}),
+    ("space_not_a_mapping", {"space.name": "SPACE_DIR/list.yaml"}, "list.yaml: a space file is a mapping",
+     {"space.name": DELETE}),
     ("space_missing", {"space.name": "no_such_space"}, "no_such_space", {"space.name": DELETE}),
 ]
 
@@ -129,6 +132,9 @@ def test_malformed_spec_is_one_line_before_any_write(case, bad, message, fix, ti
     space_file = tiny_spec["space"]["name"]
     if "space.name" in fix:  # the corrected spec names the tiny space again
         fix = {**fix, "space.name": space_file}
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    bad = {k: v.replace("SPACE_DIR", str(tmp_path)) if isinstance(v, str) else v for k, v in bad.items()}
     broken = _apply(tiny_spec, bad)
     rc = main(["search", _write(tmp_path / "bad.yaml", broken), "--quiet"])
     err = capsys.readouterr().err
