@@ -1,6 +1,7 @@
 """In-process search with an Optuna study in SQLite: samplers, constraints, resume, repeated-arch cache."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -144,6 +145,25 @@ def run_study(study: optuna.Study, objective, n_trials: int, timeout: float | No
     todo = max(0, n_trials - finished_count(study))
     if todo:
         show = sys.stderr.isatty() if progress is None else progress
-        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(FloatingPointError,),
-                       show_progress_bar=show, gc_after_trial=False)
+        quiet = QuietInterrupt()
+        optuna_log = logging.getLogger("optuna.study._optimize")
+        optuna_log.addFilter(quiet)
+        try:
+            study.optimize(objective, n_trials=todo, timeout=timeout, catch=(FloatingPointError,),
+                           show_progress_bar=show, gc_after_trial=False)
+        finally:
+            optuna_log.removeFilter(quiet)
     return todo
+
+
+class QuietInterrupt(logging.Filter):
+    """Drops Optuna's warnings (with traceback) about the trial that Ctrl-C cut short: the CLI says it in one line,
+    and the trial (FAIL, never scored) runs again on resume."""
+
+    interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        return not (self.interrupted and "failed with value None" in record.getMessage())
