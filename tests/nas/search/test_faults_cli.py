@@ -182,3 +182,25 @@ def test_second_process_on_a_run_folder_gets_the_holders_pid(tiny_spec, tmp_path
     assert holder_pid(run) == holder.pid  # the file still names it, but the kernel released its lock
     with RunLock(run, "test"):
         assert holder_pid(run) == os.getpid()
+
+
+def test_a_run_that_failed_before_its_first_result_reruns_with_a_corrected_spec(tiny_spec):
+    from nas.search.runner import SearchRun
+    from nas.spec.schema import SpecError
+
+    SearchRun(load_spec(tiny_spec))  # spec.yaml written; say the latency stage then failed: no result yet
+    tiny_spec["supernet"]["lr"] = 0.01
+    assert SearchRun(load_spec(tiny_spec)).spec.supernet.lr == 0.01  # no --resume needed, spec.yaml replaced
+    assert load_spec(os.path.join(tiny_spec["run_dir"], "spec.yaml")).supernet.lr == 0.01
+    open(os.path.join(tiny_spec["run_dir"], "study.db"), "w").close()  # a first result: now it holds a run
+    with pytest.raises(SpecError, match="already holds a run; pass --resume"):
+        SearchRun(load_spec(tiny_spec))
+
+
+def test_the_divergence_hint_names_what_to_change():
+    from nas.training.loop import TrainConfig, divergence_message
+
+    assert divergence_message(float("nan"), 3, TrainConfig(lr=0.5, grad_clip=5.0)).endswith(
+        "lower supernet.lr (now 0.5) or lower supernet.grad_clip (now 5)")
+    assert divergence_message(float("inf"), 3, TrainConfig(lr=0.5, grad_clip=0)).endswith(
+        "lower supernet.lr (now 0.5) or set supernet.grad_clip (e.g. 5.0)")
