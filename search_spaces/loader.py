@@ -32,7 +32,7 @@ def read_yaml(name_or_path: str) -> tuple[dict, str]:
     """The raw mapping of a space file, and the name it goes by (the file's stem)."""
     path = str(name_or_path)
     if os.path.isfile(path):
-        with open(path) as f:
+        with open(path, "rb") as f:
             text, name = f.read(MAX_BYTES + 1), os.path.splitext(os.path.basename(path))[0]
     elif path in shipped_spaces():
         text, name = resources.files(__package__).joinpath(f"{path}.yaml").read_text(), path

@@ -75,7 +75,12 @@ class BoundedLoader(yaml.SafeLoader):
 
 def load_yaml(stream: Any) -> Any:
     """`yaml.safe_load(stream)` (text, bytes or a file) within MAX_BYTES and MAX_ALIAS_NODES; else `YamlLimitError`."""
-    text = stream.read(MAX_BYTES + 1) if hasattr(stream, "read") else stream
+    try:
+        text = stream.read(MAX_BYTES + 1) if hasattr(stream, "read") else stream
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise YamlLimitError(f"not UTF-8 text (byte {e.start}); valid: a YAML text file") from None
     if text is not None and len(text) > MAX_BYTES:
         raise YamlLimitError(f"larger than the {MAX_BYTES // (1 << 20)} MiB limit for YAML files")
     loader = BoundedLoader(text)

@@ -54,7 +54,12 @@ def load_arch(text: str):
     if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
             raise MissingFile(f"arch file {path} does not exist")
-        return Arch.from_yaml(path.read_text(), source=str(path))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise UserError(f"arch file {path}: not UTF-8 text; valid: an Arch YAML file (e.g. RUN/best/arch.yaml)"
+                            ) from None
+        return Arch.from_yaml(text, source=str(path))
     if text in preset_names():
         return load_preset(text)
     if ";" in text or text.startswith("in"):

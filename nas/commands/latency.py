@@ -7,7 +7,7 @@ import sys
 
 import search_spaces
 from nas.commands.space import _overrides
-from nas.errors import MissingFile
+from nas.errors import MissingFile, UserError
 from nas.latency.predictor import LatencyModel, fit_calibration, space_signature
 from nas.latency.profile import DeviceProfile
 from nas.latency.stage import profile_of
@@ -80,8 +80,17 @@ def _is_spec(path: str) -> bool:
     return isinstance(raw, dict) and "stages" not in raw
 
 
+def check_counts(args) -> None:
+    """The count flags hold sensible values (one line naming the flag otherwise)."""
+    for flag, low in (("threads", 1), ("batch", 1), ("repeats", 1), ("n", 2), ("calibrate", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < low:
+            raise UserError(f"--{flag}: {value} is too small; valid: an integer >= {low}")
+
+
 def resolve(args):
     """(space, DeviceProfile, table folder, hardware section or None) from the command line."""
+    check_counts(args)
     overrides = _overrides(args.set)
     hardware, out = None, args.out
     if _is_spec(args.target):

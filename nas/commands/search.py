@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nas.errors import UserError
@@ -17,7 +18,9 @@ def register(sub) -> None:
                     "pareto.html/png) and export the chosen architecture to RUN/best/.",
         epilog="example: nas search experiments/quickstart.yaml --set search.trials=50 --set search.sampler=tpe",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", nargs="?", help="the search spec (YAML); omit with --print-spec to see the defaults")
+    p.add_argument("spec", nargs="?", help="the search spec (YAML), or a run folder (its spec.yaml; with --resume: "
+                                           "continue it where it now lies, e.g. after `mv`); omit with "
+                                           "--print-spec to see the defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec key, e.g. search.trials=50 (repeatable; VALUE is read as YAML)")
     p.add_argument("--resume", action="store_true", help="continue the run in the spec's run folder")
@@ -26,8 +29,20 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def load_run_spec(target: str | None, overrides: list[str]):
+    """The spec of a YAML file, or of a run folder (its spec.yaml, run_dir set to the folder where it lies now)."""
+    if target and os.path.isdir(target):
+        spec_file = os.path.join(target, "spec.yaml")
+        if not os.path.isfile(spec_file):
+            raise UserError(f"{target}: a folder without spec.yaml is not a run folder; pass a spec YAML file")
+        spec = load_spec(spec_file, overrides)
+        spec.run_dir = target
+        return spec
+    return load_spec(target, overrides)
+
+
 def run(args) -> int:
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_run_spec(args.spec, args.overrides)
     if args.print_spec:
         sys.stdout.write(spec.to_yaml())
         return 0

@@ -10,6 +10,7 @@ from nas.commands.export import load_arch
 from nas.data import make_loaders
 from nas.errors import UserError
 from nas.launch import supernet_dir, train_supernet_from_spec
+from nas.runlock import RunLock
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.sections import load_spec
 from nas.tasks import task_for
@@ -40,11 +41,16 @@ def register(sub) -> None:
 
 def run(args) -> int:
     spec = load_spec(args.spec, args.overrides)
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc: {args.nproc} is not a process count; valid: integers >= 1")
+    with RunLock(spec.out_dir, "nas train"):  # a `nas search` or another `nas train` on the folder is refused
+        return _train(args, spec)
+
+
+def _train(args, spec) -> int:
     progress = not args.quiet
     if args.arch:
         return _train_arch(spec, args.arch, args.resume, progress, args.nproc)
-    if args.nproc is not None and args.nproc < 1:
-        raise UserError(f"--nproc: {args.nproc} is not a process count; valid: integers >= 1")
     ckpt = os.path.join(supernet_dir(spec), CHECKPOINT)
     if os.path.exists(ckpt) and not args.resume:
         raise UserError(f"run folder '{supernet_dir(spec)}' already holds a supernet checkpoint; pass --resume to "

@@ -254,8 +254,13 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, in_channels: int, inp
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a saved state dict into `model`; a mismatch is one line naming the first differing keys."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # empty, truncated, not a torch file, or a pickle weights_only refuses
+        raise UserError(f"weights {path}: not a readable torch state dict ({type(e).__name__}); pass the "
+                        f"weights.pt that `nas export`/`nas search` wrote (torch.save(model.state_dict(), ...))"
+                        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights {path}: expected a state dict (torch.save(model.state_dict(), ...)), "
                          f"got {type(state).__name__}")
     mine = model.state_dict()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 
 from nas.data import make_loaders
 from nas.errors import MissingFile, UserError
@@ -34,12 +35,16 @@ def run_spec(run_dir: str | os.PathLike):
 def trial_arch(run_dir: str | os.PathLike, name: str, trial: int) -> tuple[Arch, dict]:
     """The Arch of trial `trial` of the run's study (user attr "arch") and its recorded metrics."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{Path(run_dir, 'study.db').resolve()}"
+    path = Path(run_dir, "study.db")
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{path.resolve()}")
+        trials = {t.number: t for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
     except KeyError:
-        raise UserError(f"{run_dir}/study.db holds no study named '{name}' (the spec's name)") from None
-    trials = {t.number: t for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
+        raise UserError(f"{path} holds no study named '{name}' (the spec's name)") from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        why = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: not a readable Optuna study ({why}); restore it from a copy, or re-run the "
+                        f"search (`nas search {run_dir} --resume` after moving it away)") from None
     if trial not in trials:
         numbers = sorted(trials)
         valid = f"{numbers[0]}..{numbers[-1]}" if numbers else "none: the study has no trials yet"

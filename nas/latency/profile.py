@@ -26,6 +26,21 @@ class ProfileFields:
     repeats: int = 60
 
 
+def check_profile(p: ProfileFields, path: str = "hardware") -> None:
+    """The fields of a profile (a `DeviceProfile` or the spec's `hardware:`) hold valid values; one `SpecError`
+    naming the key path otherwise."""
+    prefix = f"{path}." if path else ""
+    if p.kind not in KINDS:
+        raise SpecError(f"{prefix}kind: {p.kind!r} is not allowed; valid: {', '.join(KINDS)}")
+    if p.dtype not in DTYPES:
+        raise SpecError(f"{prefix}dtype: {p.dtype!r} is not allowed; valid: {', '.join(DTYPES)}")
+    for name, low in (("threads", 1), ("batch", 1), ("warmup", 0), ("repeats", 1)):
+        if getattr(p, name) < low:
+            raise SpecError(f"{prefix}{name}: must be >= {low}, got {getattr(p, name)}")
+    if p.kind == "onnxruntime-cpu" and p.dtype != "float32":
+        raise SpecError(f"{prefix}dtype: onnxruntime-cpu measures float32 only, got {p.dtype!r}")
+
+
 @dataclass(frozen=True)
 class DeviceProfile(ProfileFields):
     """Where latency is measured: the runtime (`kind`), threads, batch, dtype, memory format, and how often.
@@ -35,16 +50,7 @@ class DeviceProfile(ProfileFields):
     """
 
     def validate(self, path: str = "hardware") -> None:
-        p = f"{path}." if path else ""
-        if self.kind not in KINDS:
-            raise SpecError(f"{p}kind: {self.kind!r} is not allowed; valid: {', '.join(KINDS)}")
-        if self.dtype not in DTYPES:
-            raise SpecError(f"{p}dtype: {self.dtype!r} is not allowed; valid: {', '.join(DTYPES)}")
-        for name, low in (("threads", 1), ("batch", 1), ("warmup", 0), ("repeats", 1)):
-            if getattr(self, name) < low:
-                raise SpecError(f"{p}{name}: must be >= {low}, got {getattr(self, name)}")
-        if self.kind == "onnxruntime-cpu" and self.dtype != "float32":
-            raise SpecError(f"{p}dtype: onnxruntime-cpu measures float32 only, got {self.dtype!r}")
+        check_profile(self, path)
 
     def __post_init__(self):
         self.validate()

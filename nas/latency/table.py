@@ -162,8 +162,16 @@ class LatencyTable:
         with open(path) as f:
             try:
                 d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise UserError(f"latency table '{path}': not valid JSON ({e.msg}, line {e.lineno})") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                why = f"{e.msg}, line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not text"
+                raise UserError(f"latency table '{path}': not valid JSON ({why}); delete it to measure the table "
+                                f"again (`nas latency build`, or the search's latency stage)") from None
+        if not isinstance(d, dict) or not isinstance(d.get("profile") or {}, dict) or not isinstance(
+                d.get("entries") or {}, dict) or not all(
+                isinstance(e, dict) and isinstance(e.get("median_ms"), (int, float))
+                for e in (d.get("entries") or {}).values()):
+            raise UserError(f"latency table '{path}': not a latency table (a JSON object with entries holding "
+                            f"median_ms); delete it to measure the table again")
         stored = DeviceProfile.from_dict(d.get("profile") or {}, path="profile")
         if profile is not None and stored.key() != profile.key():
             raise UserError(f"latency table '{path}' was measured for profile {stored.key()}, not {profile.key()}")

@@ -1,10 +1,14 @@
 """`nas search`: one run folder from spec to Pareto front to exported winner, resumable at every stage."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from typing import Any
 
+import torch
+
+from nas.errors import MissingFile, UserError
 from nas.io import atomic_write_text
 from nas.latency import stage as latency_stage
 from nas.search.constraints import Constraint, check_achievable
@@ -13,17 +17,33 @@ from nas.search.stages import search_and_report, trained_supernet
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
 from nas.spec.sections import COST_METRICS, Spec
+from nas.runlock import RunLock
 from nas.tasks import task_for
 from search_spaces.loader import parse_yaml
 
 # what a resumed run may change: budgets, later stages, and where the work runs (a run started on a laptop goes on
 # on a Ray cluster; the global batch keeps supernet training the same at any process count)
 RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.spread_trials", "search.ray.address", "distributed",
-                     "retrain", "tracking", "export"}
+                     "retrain", "tracking", "export", "run_dir"}
+# what makes a folder hold a run: results a changed spec would contradict (latency/ is not among them: its table
+# is keyed by device profile and unit, its calibrations by space, so it serves any spec that measures the same)
+RESULTS = ("study.db", os.path.join("supernet", "checkpoint.pt"), "summary.json", "ray", "retrain", "best")
 
 
 class SearchRun:
-    """The stages of one search, each cached in the run folder so a killed run resumes where it stopped."""
+    """The stages of one search, each cached in the run folder so a killed run resumes where it stopped.
+
+    Check, then write: everything that can be checked before work starts (spec values, data, space, task,
+    objectives, hardware, constraints a space cannot meet by params/MACs) is checked before the run folder is
+    written. A folder whose spec.yaml has no results beside it (`RESULTS`: the run failed before its first) does
+    not hold a run: a corrected spec starts there again without --resume, and its spec.yaml is replaced.
+
+    Lock: `run()` holds an exclusive OS lock on RUN/.lock (nas.runlock) for its whole life, as does `nas train`;
+    a second process on the folder gets one line with the holder's PID, and the kernel releases the lock when
+    the holder dies, so a killed run resumes at once. With shared-storage workers (`nas search --worker` joining
+    a study, not built yet) a worker would take the lock shared and only append trials through Optuna's
+    storage, the driver exclusive for the stages that write the folder (table, supernet, front, export).
+    """
 
     def __init__(self, spec: Spec, resume: bool = False, progress: bool | None = None):
         self.spec = spec
@@ -35,7 +55,13 @@ class SearchRun:
         task = task_for(spec.task, space)
         check_data(task, splits, spec)
         check_objectives(task, spec)
-        self._prepare_dir()
+        check_hardware(spec)
+        check_constraints_before_latency(space, spec, task)
+        if resume and not os.path.isfile(os.path.join(self.dir, "spec.yaml")):
+            raise MissingFile(f"--resume: '{self.dir}' holds no run to resume (no spec.yaml); drop --resume to start "
+                              f"one, or name a moved run folder: `nas search RUN_DIR --resume`")
+        with RunLock(self.dir, "nas search"):
+            self._prepare_dir()
         self.ctx = RunContext(spec, self.dir, splits, space, task, progress)
 
     @property
@@ -50,7 +76,7 @@ class SearchRun:
     def _prepare_dir(self) -> None:
         spec_path = os.path.join(self.dir, "spec.yaml")
         text = self.spec.to_yaml()
-        if os.path.exists(spec_path):
+        if holds_run(self.dir):
             if not self.resume:
                 raise SpecError(f"run folder '{self.dir}' already holds a run; pass --resume to continue it, or "
                                 f"choose another with --set run_dir=PATH")
@@ -86,10 +112,49 @@ class SearchRun:
         return trained_supernet(self.ctx)
 
     def run(self) -> dict[str, Any]:
-        t0 = time.time()
-        latency_model = self.latency_model()
-        constraints = self.constraints(latency_model)
-        return search_and_report(self.ctx, latency_model, constraints, t0)
+        """Every stage, holding the run folder's lock (a second process on the folder is refused)."""
+        with RunLock(self.dir, "nas search"):
+            t0 = time.time()
+            latency_model = self.latency_model()
+            constraints = self.constraints(latency_model)
+            return search_and_report(self.ctx, latency_model, constraints, t0)
+
+
+def holds_run(folder: str) -> bool:
+    """A spec.yaml with results beside it (`RESULTS`); a folder that failed before its first result does not."""
+    return (os.path.exists(os.path.join(folder, "spec.yaml"))
+            and any(os.path.exists(os.path.join(folder, r)) for r in RESULTS))
+
+
+def check_hardware(spec: Spec) -> None:
+    """The devices the spec asks for are here: CUDA for `hardware.kind: cuda` and `supernet.sync_bn`,
+    onnxruntime for `onnxruntime-cpu`, a global batch that splits over the DDP processes."""
+    hw = spec.hardware
+    if hw.kind == "cuda" and not torch.cuda.is_available():
+        raise UserError("hardware.kind: 'cuda' but this machine has no CUDA GPU (torch.cuda.is_available() is "
+                        "False); valid here: cpu, onnxruntime-cpu")
+    if hw.kind == "onnxruntime-cpu" and importlib.util.find_spec("onnxruntime") is None:
+        raise UserError("hardware.kind: 'onnxruntime-cpu' needs the onnxruntime package (pip install onnxruntime); "
+                        "or use kind: cpu")
+    if spec.supernet.sync_bn and not torch.cuda.is_available():
+        raise UserError("supernet.sync_bn: SyncBatchNorm runs on CUDA only and this machine has none; "
+                        "set sync_bn: false")
+    if hw.table and not os.path.isfile(hw.table):
+        raise MissingFile(f"hardware.table: '{hw.table}' does not exist; build it with `nas latency build`, or "
+                          f"remove the key to build the table in the run folder")
+    d = spec.distributed
+    n = d.nproc if d.backend == "ddp" else d.num_workers if d.backend == "ray" else 1
+    if spec.data.batch_size % n:
+        key = "nproc" if d.backend == "ddp" else "num_workers"
+        raise UserError(f"data.batch_size: {spec.data.batch_size} does not split evenly over distributed.{key}="
+                        f"{n} processes; use a multiple of {n}")
+
+
+def check_constraints_before_latency(space, spec: Spec, task) -> None:
+    """Constraints on params, MACs, memory that no architecture of the space meets refuse the run before the
+    folder is written; latency ones are checked once the table is measured (`SearchRun.constraints`)."""
+    early = [Constraint(m, float(v)) for m, v in spec.constraints.items() if m != "latency_ms"]
+    check_achievable(space, early, task)
 
 
 def check_data(task, splits, spec: Spec) -> None:

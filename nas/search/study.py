@@ -1,6 +1,7 @@
 """In-process search with an Optuna study in SQLite: samplers, constraints, resume, repeated-arch cache."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -8,11 +9,13 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
+import sqlalchemy.exc
 
 from nas.errors import UserError
 from nas.search.objectives import ArchEvaluator, objective_values
 from search_spaces import Arch
 
+STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 
 
@@ -73,11 +76,22 @@ def set_constraints(trial, evaluator: ArchEvaluator, cost: dict[str, float]) -> 
 
 def open_study(run_dir: str, name: str, directions: Sequence[str], sampler: optuna.samplers.BaseSampler,
                storage: str | None = None) -> optuna.Study:
-    """Create or load the run's study (SQLite in the run folder; optuna-dashboard can open it)."""
+    """Create or load the run's study (SQLite in the run folder; optuna-dashboard can open it); a file that is
+    not an Optuna SQLite study is one line naming it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = storage or f"sqlite:///{os.path.abspath(os.path.join(run_dir, 'study.db'))}"
-    return optuna.create_study(study_name=name, storage=storage, directions=list(directions), sampler=sampler,
-                               load_if_exists=True)
+    path = os.path.abspath(os.path.join(run_dir, "study.db"))
+    try:
+        return optuna.create_study(study_name=name, storage=storage or f"sqlite:///{path}",
+                                   directions=list(directions), sampler=sampler, load_if_exists=True)
+    except STORAGE_ERRORS as e:
+        raise UserError(unreadable_study(storage or path, e)) from None
+
+
+def unreadable_study(where: str, error: BaseException) -> str:
+    """One line: the study storage cannot be read, why (the driver's first line), and what to do."""
+    why = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
+    return (f"{where}: not a readable Optuna study ({why}); move it away (or delete it) to start the search over, "
+            f"or restore it from a copy")
 
 
 def suggest_arch(trial: optuna.trial.BaseTrial, space) -> Arch:
@@ -131,6 +145,25 @@ def run_study(study: optuna.Study, objective, n_trials: int, timeout: float | No
     todo = max(0, n_trials - finished_count(study))
     if todo:
         show = sys.stderr.isatty() if progress is None else progress
-        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(FloatingPointError,),
-                       show_progress_bar=show, gc_after_trial=False)
+        quiet = QuietInterrupt()
+        optuna_log = logging.getLogger("optuna.study._optimize")
+        optuna_log.addFilter(quiet)
+        try:
+            study.optimize(objective, n_trials=todo, timeout=timeout, catch=(FloatingPointError,),
+                           show_progress_bar=show, gc_after_trial=False)
+        finally:
+            optuna_log.removeFilter(quiet)
     return todo
+
+
+class QuietInterrupt(logging.Filter):
+    """Drops Optuna's warnings (with traceback) about the trial that Ctrl-C cut short: the CLI says it in one line,
+    and the trial (FAIL, never scored) runs again on resume."""
+
+    interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        return not (self.interrupted and "failed with value None" in record.getMessage())

@@ -2,18 +2,42 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 import yaml
 
-from nas.latency.profile import ProfileFields
+from nas.latency.profile import ProfileFields, check_profile
 from nas.spec.imports import import_user_modules
 from nas.spec.schema import SpecError, from_dict, to_dict
 from search_spaces.loader import parse_yaml
 
 COST_METRICS = ("latency_ms", "params", "macs", "peak_activation_mb")  # known before training; the rest is quality
+NAME_MAX = 100  # a spec's name is the run folder's name (runs/NAME) and the study's: short enough for any filesystem
+
+
+def check_range(obj, path: str, rules: dict[str, tuple[float | None, float | None, str]]) -> None:
+    """Each field named in `rules` lies in its (low, high) range (None: unbounded; a None field is not checked);
+    one `SpecError` naming the key path and the valid range otherwise."""
+    prefix = f"{path}." if path else ""
+    for key, (low, high, valid) in rules.items():
+        check_value(getattr(obj, key), f"{prefix}{key}", low, high, valid)
+
+
+def check_value(value, key_path: str, low: float | None, high: float | None, valid: str) -> None:
+    """`value` (None: not checked) is a finite number in [low, high]; else a `SpecError` naming `key_path`."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and (low is None or value >= low) and (high is None or value <= high)):
+        raise SpecError(f"{key_path}: {value!r} is out of range; valid: {valid}")
+
+
+def positive(key_valid: str) -> tuple[float, None, str]:
+    """A rule for a number that must be > 0 (checked as >= the smallest positive float)."""
+    return (math.ulp(0.0), None, key_valid)
 
 
 @dataclass
@@ -26,6 +50,11 @@ class DataSection:
     download: bool = False
     batch_size: int = 64
     num_workers: int = 0
+
+    def validate(self, path: str) -> None:
+        check_range(self, path, {"batch_size": (1, None, "an integer >= 1 (the global batch)"),
+                                 "num_workers": (0, None, "an integer >= 0 (0: load in the main process)"),
+                                 "input_size": (1, None, "an integer >= 1 (pixels), or null for the dataset's")})
 
 
 @dataclass
@@ -53,6 +82,14 @@ class SupernetSection:
     sampler: Literal["uniform", "fair", "sandwich"] = "fair"
     sync_bn: bool = False
 
+    def validate(self, path: str) -> None:
+        check_range(self, path, {
+            "epochs": (0, None, "an integer >= 0"), "lr": positive("a number > 0, e.g. 0.05"),
+            "momentum": (0, 1, "a number in [0, 1]"), "weight_decay": (0, None, "a number >= 0"),
+            "warmup_epochs": (0, None, "an integer >= 0"),
+            "label_smoothing": (0, 0.999, "a number in [0, 1), e.g. 0.1"),
+            "grad_clip": (0, None, "a number >= 0 (the max gradient norm; 0: off)")})
+
 
 @dataclass
 class DistributedSection:
@@ -63,6 +100,10 @@ class DistributedSection:
     num_workers: int = 2
     use_gpu: bool = False
 
+    def validate(self, path: str) -> None:
+        check_range(self, path, {"nproc": (1, None, "an integer >= 1 (processes)"),
+                                 "num_workers": (1, None, "an integer >= 1 (Ray Train workers)")})
+
 
 @dataclass(frozen=True)
 class HardwareSection(ProfileFields):
@@ -72,6 +113,11 @@ class HardwareSection(ProfileFields):
     calibration_archs: int = 16
     table: Optional[str] = None  # a prebuilt latency table JSON; default: built in the run folder
     allow_foreign: bool = False
+
+    def validate(self, path: str) -> None:
+        check_profile(self, path)
+        check_range(self, path, {"calibration_archs": (1, None, "an integer >= 1 (whole networks measured to "
+                                                                "calibrate the table; 12-24 is usual)")})
 
 
 @dataclass
@@ -98,6 +144,11 @@ class RaySection:
     max_failures: int = 1
     max_concurrent: int = 2
 
+    def validate(self, path: str) -> None:
+        check_range(self, path, {"cpus_per_trial": positive("a number > 0"), "gpus_per_trial": (0, None, "a number >= 0"),
+                                 "max_failures": (0, None, "an integer >= 0"),
+                                 "max_concurrent": (1, None, "an integer >= 1")})
+
 
 @dataclass
 class SearchSection:
@@ -119,6 +170,9 @@ class SearchSection:
             value = getattr(self, key)
             if value is not None and value < low:
                 raise SpecError(f"{path}.{key}: must be at least {low}, got {value}")
+        check_range(self, path, {"bn_batches": (1, None, "an integer >= 1"),
+                                 "trial_epochs": (1, None, "an integer >= 1"),
+                                 "timeout_s": positive("a number of seconds > 0, or null for no limit")})
 
 
 @dataclass
@@ -129,6 +183,11 @@ class RetrainSection:
     epochs: int = 20
     baseline: Optional[str] = None  # a preset (e.g. mobilenet_v2_digits) trained on the same budget to compare
     baseline_width: Optional[float] = None
+
+    def validate(self, path: str) -> None:
+        check_range(self, path, {"top_k": (0, None, "an integer >= 0 (0: no retraining)"),
+                                 "epochs": (1, None, "an integer >= 1"),
+                                 "baseline_width": positive("a width multiplier > 0, e.g. 1.0")})
 
 
 @dataclass
@@ -177,9 +236,12 @@ class Spec:
     export: ExportSection = field(default_factory=ExportSection)
 
     def validate(self, path: str) -> None:
-        for key in self.constraints:
+        check_name(self.name)
+        check_range(self, path, {"seed": (0, 2 ** 32 - 1, "an integer in [0, 2**32)")})
+        for key, limit in self.constraints.items():
             if key not in COST_METRICS:
                 raise SpecError(f"constraints.{key}: unknown constraint; valid: {', '.join(COST_METRICS)}")
+            check_value(limit, f"constraints.{key}", *positive(f"a positive limit ({key} <= limit)"))
         if not self.objectives:
             raise SpecError("objectives: at least one objective is needed, e.g. [{metric: accuracy}]")
 
@@ -189,6 +251,16 @@ class Spec:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+def check_name(name: str) -> None:
+    """A spec's name is a folder name (runs/NAME): 1-NAME_MAX characters, no path separator, not '.' or '..'."""
+    bad = ("is empty" if not name.strip() else f"is {len(name)} characters long" if len(name) > NAME_MAX else
+           "holds a path separator or a NUL" if any(c in name for c in "/\\\0") else
+           "is not a folder name" if name.strip() in (".", "..") else None)
+    if bad:
+        raise SpecError(f"name: {name[:40]!r}{'...' if len(name) > 40 else ''} {bad}; valid: a folder name of 1 to "
+                        f"{NAME_MAX} characters without '/', e.g. quickstart")
 
 
 def _normalise(raw: dict) -> dict:
@@ -226,7 +298,10 @@ def load_spec(source: str | dict | None = None, overrides: list[str] = ()) -> Sp
             raise SpecError(f"spec file '{source}' does not exist; try experiments/quickstart.yaml")
 
         with open(source) as f:
-            raw = parse_yaml(f, source, SpecError) or {}
+            raw = parse_yaml(f, source, SpecError)
+        if raw is None:
+            raise SpecError(f"spec file '{source}' is empty (or only comments); write at least `name:` and `space:`, "
+                            f"e.g. copy experiments/quickstart.yaml (`nas search --print-spec` shows every key)")
         if not isinstance(raw, dict):
             raise SpecError(f"{source}: a spec is a mapping of sections (name, data, space, search, ...)")
     raw = _normalise(raw)

@@ -33,7 +33,7 @@ from nas.io import atomic_torch_save
 from nas.io import say as print_progress
 from nas.spec.schema import to_dict
 from nas.supernet.sampling import make_sampler
-from nas.training.checkpoint import CHECKPOINT
+from nas.training.checkpoint import CHECKPOINT, read_checkpoint
 from nas.training.distributed import average_bn_stats, average_gradients, dist_context, training_device
 
 
@@ -212,7 +212,7 @@ def _fit(model, sampler, loaders, cfg: TrainConfig, run_dir: str, resume: bool, 
     epoch, step, history = 0, 0, []
     path = os.path.join(run_dir, CHECKPOINT)
     if resume and os.path.exists(path):
-        ck = torch.load(path, map_location=device, weights_only=True)
+        ck = read_checkpoint(run_dir)  # a truncated or foreign file: one line naming it
         _check_resumable(ck, cfg, path)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
@@ -263,6 +263,13 @@ def _check_resumable(ck: dict, cfg: TrainConfig, path: str) -> None:
                              f"{getattr(cfg, key)!r}; use another run folder to train with a different {key}")
 
 
+def divergence_message(loss: float, step: int, cfg: TrainConfig) -> str:
+    """Why training stopped and what to change: a lower lr, and a gradient clip (a tighter one when it is set)."""
+    clip = (f"lower supernet.grad_clip (now {cfg.grad_clip:g})" if cfg.grad_clip and cfg.grad_clip > 0
+            else "set supernet.grad_clip (e.g. 5.0)")
+    return f"training diverged: loss is {loss} at step {step}; lower supernet.lr (now {cfg.lr:g}) or {clip}"
+
+
 @contextmanager
 def used_parameters_only(optimizer):
     """Let the optimizer see only parameters that have a gradient (a path uses a few of a supernet's thousands
@@ -299,8 +306,7 @@ def _train_epoch(model, sampler, loader, optimizer, scheduler, scaler, criterion
             step_loss += float(loss.detach())
         if not math.isfinite(step_loss):
             pbar.close()
-            raise TrainingDiverged(f"training diverged: loss is {step_loss} at step {step}; lower supernet.lr "
-                                   f"(now {cfg.lr}) or set supernet.grad_clip")
+            raise TrainingDiverged(divergence_message(step_loss, step, cfg))
         average_gradients(params, ctx.world)
         with used_parameters_only(optimizer):
             if cfg.grad_clip and cfg.grad_clip > 0:

@@ -23,10 +23,11 @@ def test_hardware_section_is_the_profile_fields_then_the_table_keys():
     assert spec.hardware.table == "t.json"
 
 
-def test_hardware_values_are_checked_when_the_profile_is_built():
-    spec = load_spec({"hardware": {"threads": 0}})  # the section itself types the values only
+def test_hardware_values_are_checked_when_the_spec_is_loaded():
     with pytest.raises(SpecError, match=r"^hardware\.threads: must be >= 1, got 0$"):
-        profile_of(spec.hardware)
+        load_spec({"hardware": {"threads": 0}})  # before any run folder is written, not when the table is built
+    with pytest.raises(SpecError, match=r"^hardware\.threads: must be >= 1, got 0$"):
+        profile_of({"threads": 0})
     with pytest.raises(SpecError, match=r"^hardware\.kind: 'gpu' is not allowed \(did you mean 'cpu'\?\)"):
         load_spec({"hardware": {"kind": "gpu"}})
 
@@ -39,5 +40,7 @@ def test_invalid_yaml_spec_names_the_line(tmp_path):
     path.write_text("- a\n- b\n")
     with pytest.raises(SpecError, match="broken.yaml: a spec is a mapping of sections"):
         load_spec(str(path))
-    path.write_text("")
-    assert load_spec(str(path)) == load_spec()
+    for text in ("", "# only a comment\n"):  # not a silent 100-trial default search
+        path.write_text(text)
+        with pytest.raises(SpecError, match=r"broken.yaml' is empty \(or only comments\); write at least"):
+            load_spec(str(path))

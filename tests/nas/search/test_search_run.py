@@ -71,6 +71,7 @@ def test_existing_run_needs_resume_and_same_spec(tiny_spec):
     os.makedirs(tiny_spec["run_dir"])
     with open(os.path.join(tiny_spec["run_dir"], "spec.yaml"), "w") as f:
         f.write(load_spec(tiny_spec).to_yaml())
+    open(os.path.join(tiny_spec["run_dir"], "study.db"), "w").close()  # a result: the folder holds a run
     with pytest.raises(SpecError, match="already holds a run; pass --resume"):
         SearchRun(load_spec(tiny_spec))
     moved = {**tiny_spec, "distributed": {"backend": "ddp", "nproc": 2},
@@ -83,11 +84,10 @@ def test_existing_run_needs_resume_and_same_spec(tiny_spec):
 
 def test_infeasible_constraint_stops_before_training(tiny_spec):
     tiny_spec["constraints"] = {"params": 10}
-    run = SearchRun(load_spec(tiny_spec))
     with pytest.raises(SpecError, match=r"constraints.params: 10 cannot be met by any architecture of space 'tiny' "
                                         r"\(minimum \d+"):
-        run.run()
-    assert not os.path.exists(os.path.join(tiny_spec["run_dir"], "supernet"))
+        SearchRun(load_spec(tiny_spec))
+    assert not os.path.exists(tiny_spec["run_dir"])  # checked before the run folder is written
 
 
 def test_cli_reports_bad_spec_in_one_line(tmp_path, capsys):
