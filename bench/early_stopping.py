@@ -127,8 +127,8 @@ def one_search(run, latency_model, rule: str, seed: int, budget: int, work: str)
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| rule | seeds | trials (complete / pruned) | epochs | hypervolume mean ± sd | per seed | front size "
-           "| best acc | fastest ms | s |", "| --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+    out = [("| rule | seeds | trials (complete / pruned) | epochs | hypervolume mean ± sd | per seed | front size "
+            "| best acc | fastest ms | s |"), "| --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
     for rule in RULES:
         rs = [r for r in rows if r["rule"] == rule]
         if not rs:

@@ -165,3 +165,37 @@ def test_multi_trial_search_prunes_with_the_pareto_rule(tiny_spec):
         recorded = {k: p for k, p in scores[str(m["pruned_at_epoch"])]}[t.user_attrs["arch"]]
         assert recorded == pytest.approx([-m["accuracy"], m["latency_ms"]])
     assert summary["complete"] == 7 - len(pruned)
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray runtime for this module's Ray search; its address."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_multi_trial_search_on_ray_prunes_with_the_pareto_scheduler(tiny_spec, ray_address):
+    from nas.search.runner import SearchRun
+
+    run_dir = tiny_spec["run_dir"]
+    tiny_spec["tracking"]["wandb"]["enabled"] = False
+    tiny_spec["search"].update({"executor": "ray", "mode": "multi_trial", "trial_epochs": 4, "trials": 6,
+                                "ray": {"address": ray_address, "cpus_per_trial": 1, "max_concurrent": 2}})
+    SearchRun(load_spec(tiny_spec)).run()  # pareto: the default with two objectives
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
+    assert len(study.trials) == 6
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "the pareto scheduler stopped no trial"
+    assert all(t.user_attrs["metrics"]["pruned_at_epoch"] in (1, 2) for t in pruned)
+    with open(os.path.join(run_dir, "multi_trial_rungs.json")) as f:
+        scores = json.load(f)
+    # the scheduler recorded each trial's (-accuracy, latency) at rung 1, keyed by Ray trial id
+    assert len(scores["1"]) == 6 and all(len(p) == 2 and p[1] > 0 for _, p in scores["1"])
+    # and a replay of the in-process rule on those points stops as many trials there as Ray did
+    replay = ParetoHalving(None, max_epochs=4)
+    stopped_at_1 = sum(not replay.keep(k, 1, p) for k, p in scores["1"])
+    assert stopped_at_1 == sum(t.user_attrs["metrics"]["pruned_at_epoch"] == 1 for t in pruned)
