@@ -9,6 +9,13 @@ and Optuna's `Trial.report` / `Trial.should_prune`, and with them every `optuna.
 single-objective studies only (both raise NotImplementedError when the study has several directions). So the in-process executor applies the rule itself (`SuccessiveHalving`, the same cut-off as
 Ray Tune's `ASHAScheduler`, which the Ray executor uses) and ends a weak trial with `optuna.TrialPruned`,
 which Optuna records as PRUNED in study.db whatever the number of objectives.
+
+`search.early_stopping` picks the rule: `scalar` is the ASHA rule above; `pareto` (the default with several
+objectives) is MO-ASHA (Schmucker et al. 2021, `ParetoHalving`): at a rung a candidate continues when it is in the
+top 1/eta of the candidates recorded there, ranked by non-dominated sorting over all the search's objectives
+(quality at that rung, costs known before training), ties in the last front broken by crowding distance; so a fast,
+slightly less accurate candidate, which the scalar rule stops as "bottom half", goes on. `none` prunes nothing.
+The Ray executor applies the same rule object at the same rungs (`ParetoScheduler` in executors/ray_tune.py).
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -24,6 +31,9 @@ import torch
 
 from nas.data import make_loaders
 from nas.io import atomic_write_json
+from nas.search.objectives import objective_values
+from nas.search.pareto import pareto_rank, to_minimisation
+from nas.spec.sections import early_stopping
 from nas.training.loop import TrainConfig, TrainingDiverged
 
 
@@ -69,6 +79,73 @@ class SuccessiveHalving:
         return math.isfinite(score) and (cut is None or score >= cut)
 
 
+class ParetoHalving:
+    """MO-ASHA for sequential in-process trials (and Ray's `ParetoScheduler`): `keep(key, epoch, point)` with `point`
+    the candidate's objective vector in minimisation form. At a rung, the candidates recorded there (this one
+    included, each once, its latest point) are ranked by non-dominated sorting, ties within a front by crowding
+    distance (larger first); the candidate continues when fewer than ceil(n/eta) of the n finite ones rank strictly
+    before it. A point with a NaN never continues and is not ranked. Rungs persist as SuccessiveHalving's do:
+    `{"epoch": [[candidate, [values...]], ...]}` in a JSON file, so a resumed search keeps its history."""
+
+    def __init__(self, path: str | None, max_epochs: int, grace: int = 1, eta: int = 2):
+        self.path, self.eta = path, eta
+        self.rungs = rungs(max_epochs, grace, eta)
+        self.scores: dict[str, list[list]] = {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.scores = json.load(f)
+
+    def keep(self, key: str, epoch: int, point: Sequence[float]) -> bool:
+        """Record `key`'s `point` at `epoch`; False when it falls outside the rung's top 1/eta."""
+        if epoch not in self.rungs:
+            return True
+        point = [float(v) for v in np.atleast_1d(np.asarray(point, dtype=float))]
+        seen = [kv for kv in self.scores.get(str(epoch), []) if kv[0] != key]
+        self.scores[str(epoch)] = seen + [[key, point]]
+        if self.path:
+            atomic_write_json(self.path, self.scores)
+        if not all(math.isfinite(v) for v in point):
+            return False
+        finite = [p for _, p in seen if len(p) == len(point) and all(math.isfinite(v) for v in p)] + [point]
+        front, crowd = pareto_rank(np.array(finite))
+        me = len(finite) - 1
+        before = int(np.sum((front < front[me]) | ((front == front[me]) & (crowd > crowd[me]))))
+        return before < math.ceil(len(finite) / self.eta)
+
+
+class NoStopping:
+    """`search.early_stopping: none`: every candidate trains for its whole budget."""
+
+    eta, rungs = None, []
+
+    def keep(self, key: str, epoch: int, point: Any) -> bool:
+        return True
+
+
+def stopping_rule(spec, path: str | None):
+    """The spec's multi-trial pruning rule (search.early_stopping), its rungs kept in `path`."""
+    rule, epochs = early_stopping(spec), spec.search.trial_epochs
+    if rule == "pareto":
+        return ParetoHalving(path, epochs)
+    if rule == "scalar":
+        return SuccessiveHalving(path, epochs)
+    return NoStopping()
+
+
+def rung_point(metrics: dict[str, Any], objectives: Sequence[str], directions: Sequence[str]) -> list[float]:
+    """A candidate's objective vector at a rung (its quality there, its costs), in minimisation form; NaN where
+    a metric is missing or not finite."""
+    return [float(v) for v in to_minimisation([objective_values(metrics, objectives)], directions)[0]]
+
+
+class Pruned(optuna.TrialPruned):
+    """A candidate stopped at a rung; `metrics` (its costs, its quality there, pruned_at_epoch) go into study.db."""
+
+    def __init__(self, message: str, metrics: dict[str, Any]):
+        super().__init__(message)
+        self.metrics = metrics
+
+
 def train_candidate(task, spec, splits, arch, epochs: int,
                     on_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, float]:
     """Train `arch` from scratch for `epochs` (seeded by spec.seed, so a candidate scores the same in any process);
@@ -97,19 +174,23 @@ def train_candidate(task, spec, splits, arch, epochs: int,
 
 
 class MultiTrialScorer:
-    """Scores an arch by training it from scratch; successive halving on the task's primary metric prunes weak
-    candidates early."""
+    """Scores an arch by training it from scratch; the spec's early-stopping rule (`stopping_rule`) prunes weak
+    candidates at the rungs. `cost(arch)` (ArchEvaluator.cost) gives the cost objectives the pareto rule ranks on."""
 
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.halving = SuccessiveHalving(ctx.path("multi_trial_rungs.json"), ctx.spec.search.trial_epochs)
+    def __init__(self, ctx, cost: Callable[[Any], dict[str, float]] | None = None):
+        self.ctx, self.cost = ctx, cost
+        self.rule_name = early_stopping(ctx.spec)
+        self.halving = stopping_rule(ctx.spec, ctx.path("multi_trial_rungs.json"))
 
     def __call__(self, arch) -> dict[str, float]:
         ctx, primary = self.ctx, self.ctx.task.primary
         key, pruned = arch.to_string(), {"at": None}
+        cost = dict(self.cost(arch)) if self.cost is not None else {}
+        pareto = isinstance(self.halving, ParetoHalving)
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
-            if self.halving.keep(key, epoch, metrics[primary]):
+            score = rung_point({**cost, **metrics}, ctx.objectives, ctx.directions) if pareto else metrics[primary]
+            if self.halving.keep(key, epoch, score):
                 return True
             pruned["at"] = epoch
             return False
@@ -119,6 +200,8 @@ class MultiTrialScorer:
         except TrainingDiverged:
             return {q: float("nan") for q in ctx.task.quality}  # NaN objective: the trial FAILs, the search goes on
         if pruned["at"] is not None:
-            raise optuna.TrialPruned(f"{primary} {metrics[primary]:.3f} at epoch {pruned['at']} is below the top "
-                                     f"1/{self.halving.eta} of that rung")
+            what = ("its objectives fall outside the top" if pareto
+                    else f"{primary} {metrics[primary]:.3f} is below the top")
+            raise Pruned(f"{what} 1/{self.halving.eta} of the rung at epoch {pruned['at']} ({self.rule_name} rule)",
+                         {**cost, **metrics, "pruned_at_epoch": pruned["at"]})
         return metrics

@@ -1,4 +1,5 @@
-"""Pareto utilities over minimisation vectors: non-dominated set, hypervolume, knee point."""
+"""Pareto utilities over minimisation vectors: non-dominated set and sorting, crowding distance, hypervolume,
+knee point."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -24,6 +25,44 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
         if not any(dominates(q, p) for j, q in enumerate(points) if j != i):
             keep.append(i)
     return np.array(keep, dtype=int)
+
+
+def non_dominated_sort(points: np.ndarray) -> list[np.ndarray]:
+    """NSGA-II's fronts: indices of the non-dominated points, then of those only the first front dominates, ..."""
+    points = np.asarray(points, dtype=float)
+    left = np.arange(len(points))
+    fronts = []
+    while len(left):
+        first = left[non_dominated(points[left])]
+        fronts.append(first)
+        left = np.setdiff1d(left, first)
+    return fronts
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each point of one front: infinite at each objective's extremes, else the sum
+    over objectives of the gap between its neighbours, normalised by the objective's range."""
+    points = np.asarray(points, dtype=float)
+    n = len(points)
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for m in range(points.shape[1]):
+        order = np.argsort(points[:, m], kind="stable")
+        lo, hi = points[order[0], m], points[order[-1], m]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if hi > lo:
+            dist[order[1:-1]] += (points[order[2:], m] - points[order[:-2], m]) / (hi - lo)
+    return dist
+
+
+def pareto_rank(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's front (0: non-dominated) and its crowding distance within that front."""
+    points = np.asarray(points, dtype=float)
+    front, crowd = np.zeros(len(points), dtype=int), np.zeros(len(points))
+    for f, idx in enumerate(non_dominated_sort(points)):
+        front[idx], crowd[idx] = f, crowding_distance(points[idx])
+    return front, crowd
 
 
 def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:

@@ -11,13 +11,13 @@ import torch
 from nas.errors import MissingFile, UserError
 from nas.io import atomic_write_text
 from nas.latency import stage as latency_stage
+from nas.runlock import RunLock
 from nas.search.constraints import Constraint, check_achievable
 from nas.search.context import RunContext
 from nas.search.stages import search_and_report, trained_supernet
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
 from nas.spec.sections import COST_METRICS, Spec
-from nas.runlock import RunLock
 from nas.tasks import task_for
 from search_spaces.loader import parse_yaml
 

@@ -83,8 +83,10 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) ->
         supernet = trained_supernet(ctx)
         score = one_shot_scorer(ctx, supernet)
     else:
-        supernet, score = None, MultiTrialScorer(ctx)
+        supernet, score = None, None
     evaluator = ArchEvaluator(score, latency_model, constraints, quality=ctx.task.quality)
+    if score is None:  # the pareto rule ranks candidates on their costs too: the evaluator's (cached)
+        evaluator.score = MultiTrialScorer(ctx, cost=evaluator.cost)
     ref = reference_point(ctx, evaluator)
     tracker = start_tracker(ctx)
     study = open_study(ctx.dir, spec.name, ctx.directions,

@@ -109,6 +109,12 @@ def completed_cache(study: optuna.Study) -> dict[str, dict[str, Any]]:
     return cache
 
 
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The finite numbers and flags of a trial's metrics, as study.db stores them."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) and
+            not (isinstance(v, float) and not math.isfinite(v))}
+
+
 def make_objective(space, evaluator: ArchEvaluator, objectives: Sequence[str], on_trial=None):
     """The study's objective: decode, evaluate (cached), record arch/metrics/constraints as user attrs."""
 
@@ -116,10 +122,12 @@ def make_objective(space, evaluator: ArchEvaluator, objectives: Sequence[str], o
         arch = suggest_arch(trial, space)
         trial.set_user_attr("arch", arch.to_string())
         set_constraints(trial, evaluator, evaluator.cost(arch))  # known before training: cost metrics only
-        metrics = evaluator(arch)
-        clean = {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) and
-                 not (isinstance(v, float) and not math.isfinite(v))}
-        trial.set_user_attr("metrics", clean)
+        try:
+            metrics = evaluator(arch)
+        except optuna.TrialPruned as e:  # stopped at a rung: its costs, its quality there, pruned_at_epoch
+            trial.set_user_attr("metrics", _clean(getattr(e, "metrics", {})))
+            raise
+        trial.set_user_attr("metrics", _clean(metrics))
         values = objective_values(metrics, objectives)
         if on_trial:
             on_trial(trial, arch, metrics)

@@ -162,6 +162,9 @@ class SearchSection:
     executor: Literal["optuna", "ray"] = "optuna"
     bn_batches: int = 4
     trial_epochs: int = 3  # multi-trial: the largest training budget of one candidate
+    # multi-trial pruning at the rungs: pareto (MO-ASHA over all objectives), scalar (ASHA on the task's primary
+    # metric) or none; default: pareto when the spec has more than one objective, else scalar (early_stopping())
+    early_stopping: Optional[str] = None
     timeout_s: Optional[float] = None
     ray: RaySection = field(default_factory=RaySection)
 
@@ -173,6 +176,17 @@ class SearchSection:
         check_range(self, path, {"bn_batches": (1, None, "an integer >= 1"),
                                  "trial_epochs": (1, None, "an integer >= 1"),
                                  "timeout_s": positive("a number of seconds > 0, or null for no limit")})
+        if self.early_stopping is not None and self.early_stopping not in EARLY_STOPPING:
+            raise SpecError(f"{path}.early_stopping: '{self.early_stopping}' is not a rule; valid: "
+                            f"{', '.join(EARLY_STOPPING)}")
+
+
+EARLY_STOPPING = ("pareto", "scalar", "none")
+
+
+def early_stopping(spec: Spec) -> str:
+    """The multi-trial pruning rule: search.early_stopping, else pareto with several objectives, scalar with one."""
+    return spec.search.early_stopping or ("pareto" if len(spec.objectives) > 1 else "scalar")
 
 
 @dataclass

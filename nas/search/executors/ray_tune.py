@@ -4,7 +4,8 @@ The study lives in the run's study.db, as for the in-process executor. `ArchSpac
 define-by-run space) asks the study for an architecture and stores its arch string, cost metrics and
 constraint violations on the trial; the trial (an actor holding `cpus_per_trial` and a fraction
 `gpus_per_trial` of a GPU) scores it and reports accuracy and costs; `StudySearch.on_trial_complete`
-stores the metrics and tells the study the values: PRUNED when ASHA stopped a multi-trial candidate before
+stores the metrics and tells the study the values: PRUNED when the early-stopping rule (search.early_stopping:
+`ParetoScheduler`, the in-process MO-ASHA rule, or Ray's ASHAScheduler) stopped a multi-trial candidate before
 its last epoch, FAIL after an error (once `max_failures` retries are spent) or on a NaN value. A repeated
 architecture reuses the study's earlier result instead of being scored again.
 
@@ -22,16 +23,17 @@ import warnings
 from typing import Any, Callable
 
 import optuna
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from nas.data import make_loaders
 from nas.io import atomic_write_text
-from nas.search.multi_trial import train_candidate
+from nas.search.multi_trial import ParetoHalving, rung_point, stopping_rule, train_candidate
 from nas.search.objectives import ArchEvaluator, objective_values
 from nas.search.study import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
 from nas.spec.resolve import load_splits
 from nas.spec.schema import SpecError, to_dict
-from nas.spec.sections import load_spec
+from nas.spec.sections import early_stopping, load_spec
 from nas.tasks import get_task
 from nas.training.checkpoint import load_trained
 from nas.training.loop import TrainingDiverged
@@ -109,6 +111,46 @@ class StudySearch(OptunaSearch):
         hook = _HOOKS.get(self._hook_key)
         if hook is not None and state is None:
             hook(ot_trial, arch, metrics)
+
+
+class ParetoScheduler(FIFOScheduler):
+    """MO-ASHA on Ray Tune: at the rule's rungs (the reported `epoch`), the trial's objective vector (the quality
+    it reports, the costs reported with it) goes through the same `ParetoHalving.keep` as in-process trials;
+    STOP when it falls outside the rung's top 1/eta. Trials are keyed by Ray trial id; the rule's JSON keeps the
+    rungs across restored and new Tune experiments of the run."""
+
+    def __init__(self, rule: ParetoHalving, objectives, directions, time_attr: str = "epoch"):
+        super().__init__()
+        self.rule, self.time_attr = rule, time_attr
+        self.objectives, self.directions = list(objectives), list(directions)
+        self.num_stopped = 0
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self.time_attr not in result or result.get("cached"):
+            return TrialScheduler.CONTINUE
+        epoch = int(result[self.time_attr])
+        if self.rule.keep(str(trial.trial_id), epoch, rung_point(result, self.objectives, self.directions)):
+            return TrialScheduler.CONTINUE
+        self.num_stopped += 1
+        return TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        return f"Using MO-ASHA (pareto early stopping): num_stopped={self.num_stopped}, rungs={self.rule.rungs}"
+
+
+def make_scheduler(ctx):
+    """Tune's trial scheduler for the run: ParetoScheduler, ASHAScheduler (scalar) or None (none, or one-shot)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    spec = ctx.spec
+    rule = early_stopping(spec)
+    if spec.search.mode != "multi_trial" or rule == "none":
+        return None
+    if rule == "pareto":
+        return ParetoScheduler(stopping_rule(spec, ctx.path("multi_trial_rungs.json")), ctx.objectives,
+                               ctx.directions)
+    return ASHAScheduler(metric=ctx.task.primary, mode="max", time_attr="epoch", max_t=spec.search.trial_epochs,
+                         grace_period=1, reduction_factor=2)
 
 
 def _trial_setup(config: dict, space, spec_dict: dict, task_name: str, run_dir: str, supernet: bool):
@@ -221,7 +263,6 @@ def _close_segment(path: str, grid, num_samples: int | None, timed: bool, study:
 def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = None) -> optuna.Study:
     """Run the search's trials on Ray Tune until the study holds `search.trials` finished ones; resumable."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     spec, rs = ctx.spec, ctx.spec.search.ray
@@ -253,8 +294,7 @@ def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = No
             searcher = StudySearch(ArchSpace(ctx.space, cost_only, completed_cache(study)), ctx.objectives,
                                    ctx.directions, sampler, spec.name, optuna.storages.RDBStorage(storage_url),
                                    hook_key=storage_url, trial_epochs=spec.search.trial_epochs if multi else None)
-            scheduler = ASHAScheduler(metric=ctx.task.primary, mode="max", time_attr="epoch", max_t=spec.search.trial_epochs,
-                                      grace_period=1, reduction_factor=2) if multi else None
+            scheduler = make_scheduler(ctx)
             name = f"tune-{len(past)}"
             tuner = tune.Tuner(
                 trainable,

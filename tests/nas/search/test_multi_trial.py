@@ -68,7 +68,8 @@ def _replay(scores: dict) -> set[str]:
 def test_multi_trial_search_prunes_with_successive_halving(tiny_spec):
     # NSGA-II's own random first generation: among these 7 candidates are some the rule stops (started spread,
     # ends first, none of the 7 fell below the rule's cutoff: a test of the rule needs candidates that do)
-    tiny_spec["search"].update({"mode": "multi_trial", "trial_epochs": 4, "trials": 7, "spread_trials": 0})
+    tiny_spec["search"].update({"mode": "multi_trial", "trial_epochs": 4, "trials": 7, "spread_trials": 0,
+                                "early_stopping": "scalar"})  # the pareto rule: test_pareto_early_stopping.py
     tiny_spec["tracking"]["wandb"]["enabled"] = False
     run_dir = tiny_spec["run_dir"]
     summary = SearchRun(load_spec(tiny_spec)).run()

@@ -198,6 +198,7 @@ def test_multi_trial_search_on_ray_with_asha(tiny_spec, ray_address):
     run_dir = tiny_spec["run_dir"]
     tiny_spec["tracking"]["wandb"]["enabled"] = False
     tiny_spec["search"].update({"executor": "ray", "mode": "multi_trial", "trial_epochs": 4, "trials": 6,
+                                "early_stopping": "scalar",
                                 "ray": {"address": ray_address, "cpus_per_trial": 1, "max_concurrent": 2}})
     summary = SearchRun(load_spec(tiny_spec)).run()
 
