@@ -54,9 +54,9 @@ def asha_cutoff(previous: list[float], eta: int) -> float | None:
     return float(np.percentile(finite, (1 - 1 / eta) * 100)) if finite else None
 
 
-class SuccessiveHalving:
-    """ASHA for sequential in-process trials; each rung's scores, in the order recorded, kept in a JSON file
-    (`{"epoch": [[candidate, score], ...]}`) so that a resumed search goes on with the same history."""
+class Rungs:
+    """The values candidates recorded at each rung, in the order recorded, kept in a JSON file
+    (`{"epoch": [[candidate, value], ...]}`) so that a resumed search goes on with the same history."""
 
     def __init__(self, path: str | None, max_epochs: int, grace: int = 1, eta: int = 2):
         self.path, self.eta = path, eta
@@ -66,20 +66,29 @@ class SuccessiveHalving:
             with open(path) as f:
                 self.scores = json.load(f)
 
+    def record(self, key: str, epoch: int, value) -> list[list]:
+        """Record `key`'s `value` at rung `epoch`; returns the other candidates' entries there. A candidate scored
+        again (rerun after an interruption) is compared with the others and recorded anew."""
+        seen = [kv for kv in self.scores.get(str(epoch), []) if kv[0] != key]
+        self.scores[str(epoch)] = seen + [[key, value]]
+        if self.path:
+            atomic_write_json(self.path, self.scores)
+        return seen
+
+
+class SuccessiveHalving(Rungs):
+    """ASHA for sequential in-process trials, on one score (the task's primary metric)."""
+
     def keep(self, key: str, epoch: int, score: float) -> bool:
         """Record `key`'s `score` at `epoch`; False when it is below the rung's cut-off (NaN never continues)."""
         if epoch not in self.rungs:
             return True
-        # a candidate scored again (rerun after an interruption) is compared with the others, recorded anew
-        seen = [kv for kv in self.scores.get(str(epoch), []) if kv[0] != key]
+        seen = self.record(key, epoch, float(score))
         cut = asha_cutoff([s for _, s in seen], self.eta)
-        self.scores[str(epoch)] = seen + [[key, float(score)]]
-        if self.path:
-            atomic_write_json(self.path, self.scores)
         return math.isfinite(score) and (cut is None or score >= cut)
 
 
-class ParetoHalving:
+class ParetoHalving(Rungs):
     """MO-ASHA for sequential in-process trials (and Ray's `ParetoScheduler`): `keep(key, epoch, point)` with `point`
     the candidate's objective vector in minimisation form. At a rung, the candidates recorded there (this one
     included, each once, its latest point) are ranked by non-dominated sorting, ties within a front by crowding
@@ -87,23 +96,12 @@ class ParetoHalving:
     before it. A point with a NaN never continues and is not ranked. Rungs persist as SuccessiveHalving's do:
     `{"epoch": [[candidate, [values...]], ...]}` in a JSON file, so a resumed search keeps its history."""
 
-    def __init__(self, path: str | None, max_epochs: int, grace: int = 1, eta: int = 2):
-        self.path, self.eta = path, eta
-        self.rungs = rungs(max_epochs, grace, eta)
-        self.scores: dict[str, list[list]] = {}
-        if path and os.path.exists(path):
-            with open(path) as f:
-                self.scores = json.load(f)
-
     def keep(self, key: str, epoch: int, point: Sequence[float]) -> bool:
         """Record `key`'s `point` at `epoch`; False when it falls outside the rung's top 1/eta."""
         if epoch not in self.rungs:
             return True
         point = [float(v) for v in np.atleast_1d(np.asarray(point, dtype=float))]
-        seen = [kv for kv in self.scores.get(str(epoch), []) if kv[0] != key]
-        self.scores[str(epoch)] = seen + [[key, point]]
-        if self.path:
-            atomic_write_json(self.path, self.scores)
+        seen = self.record(key, epoch, point)
         if not all(math.isfinite(v) for v in point):
             return False
         finite = [p for _, p in seen if len(p) == len(point) and all(math.isfinite(v) for v in p)] + [point]
