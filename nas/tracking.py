@@ -87,8 +87,20 @@ def write_local(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_
     pareto_png(os.path.join(run_dir, "pareto.png"), rows, x, y, title, reference)
 
 
+def front_chart_rows(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[list[Any]]:
+    """[trial, arch, x, y, series] for the front chart: the front's points first, sorted by x (so the "front"
+    series draws as the front's staircase line), then the other trials ("trial"), also sorted by x. Trials
+    without both objectives are left out."""
+    pts = [r for r in rows if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))]
+    front = sorted((r for r in pts if r.get("on_front")), key=lambda r: (r[x], r[y]))
+    rest = sorted((r for r in pts if not r.get("on_front")), key=lambda r: (r[x], r[y]))
+    return ([[r.get("trial"), r.get("arch"), r[x], r[y], "front"] for r in front]
+            + [[r.get("trial"), r.get("arch"), r[x], r[y], "trial"] for r in rest])
+
+
 class WandbTracker:
-    """Logs one search to a wandb run: per-trial metrics, a trials table, the front scatter, hypervolume."""
+    """Logs one search to a wandb run: per-trial metrics with the running hypervolume and front size, a trials
+    table, the front chart (front points in their own colour, joined by a line) and the front's history."""
 
     def __init__(self, run_dir: str, name: str, config: dict, mode: str = "offline", project: str = "convnas",
                  entity: str | None = None, resume_id: str | None = None):
@@ -98,22 +110,39 @@ class WandbTracker:
         self.run = wandb.init(dir=run_dir, project=project, entity=entity, name=name, config=config, mode=mode,
                               id=resume_id, resume="allow" if resume_id else None, reinit="finish_previous")
         self._wandb = wandb
+        self.front_history: list[list[Any]] = []  # [trial, hypervolume, front_size] per logged trial
 
     @property
     def id(self) -> str:
         return self.run.id
 
-    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None) -> None:
+    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None, front_size: int | None = None) -> None:
         metrics = {f"trial/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if hypervolume is not None:
             metrics["hypervolume"] = hypervolume
+        if front_size is not None:
+            metrics["front_size"] = front_size
+        if hypervolume is not None or front_size is not None:
+            self.front_history.append([row.get("trial"), hypervolume, front_size])
         self.run.log(metrics)
 
     def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy") -> None:
+        """The trials table, "pareto_front" (wandb's line spec, one colour per series: the front as a line
+        through its points sorted by x, the other trials as "trial"), "trials_scatter" (every trial alike)
+        and, when trials were logged with a hypervolume or front size, "front_history" and its chart."""
         columns = trial_columns(rows)
         table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
-        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x} (Pareto front: on_front)")
-        self.run.log({"trials": table, "pareto_front": scatter})
+        front_table = self._wandb.Table(columns=["trial", "arch", x, y, "series"], data=front_chart_rows(rows, x, y))
+        front = self._wandb.plot_table("wandb/line/v0", front_table, {"x": x, "y": y, "stroke": "series"},
+                                       {"title": f"{y} vs {x}: Pareto front (series=front) and other trials"})
+        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x}: every trial")
+        logged = {"trials": table, "pareto_front": front, "trials_scatter": scatter}
+        if self.front_history:
+            history = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=self.front_history)
+            logged["front_history"] = history
+            logged["front_evolution"] = self._wandb.plot.line(history, "trial", "hypervolume",
+                                                              title="hypervolume after each trial")
+        self.run.log(logged)
         self.run.summary["front_size"] = sum(1 for r in rows if r.get("on_front"))
 
     def finish(self) -> None:

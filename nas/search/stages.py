@@ -26,7 +26,7 @@ from nas.search.front import (
 )
 from nas.search.multi_trial import MultiTrialScorer
 from nas.search.objectives import ArchEvaluator
-from nas.search.pareto import hypervolume, to_minimisation
+from nas.search.pareto import dominates, hypervolume, non_dominated, to_minimisation
 from nas.search.retrain import retrain_front
 from nas.search.spread import enqueue_first_trials
 from nas.search.study import finished_count, make_sampler, open_study
@@ -94,15 +94,20 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) ->
     spread, metric = enqueue_first_trials(ctx, study, evaluator)
     if spread:
         ctx.say(f"search: the first {spread} trials spread over the space's {metric} range")
-    front_pts: list[list[float]] = [list(p) for p in study_points(study, ctx.objectives, ctx.directions)]
+    # the running front (minimisation form), kept pruned: its hypervolume equals that of every point so far
+    seen = [list(p) for p in study_points(study, ctx.objectives, ctx.directions)]
+    front_pts: list[list[float]] = [seen[i] for i in non_dominated(np.array(seen))] if seen else []
 
     def on_trial(trial, arch, metrics):
         vals = [metrics.get(o) for o in ctx.objectives]
         if metrics.get("feasible") and all(finite(v) for v in vals):
-            front_pts.append(list(to_minimisation([vals], ctx.directions)[0]))
+            p = to_minimisation([vals], ctx.directions)[0]
+            if not any(dominates(np.array(q), p) for q in front_pts):
+                front_pts[:] = [q for q in front_pts if not dominates(p, np.array(q))] + [list(p)]
         if tracker:
             row = {"trial": trial.number, **{k: v for k, v in metrics.items() if finite(v)}}
-            tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0)
+            tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0,
+                              front_size=len(front_pts))
 
     done = f"{finished_count(study)} already done in {os.path.join(ctx.dir, 'study.db')}"
     if ray:

@@ -1,7 +1,7 @@
 import csv
 import os
 
-from nas.tracking import WandbTracker, find_offline_runs, read_offline_run, write_local
+from nas.tracking import WandbTracker, find_offline_runs, front_chart_rows, read_offline_run, write_local
 
 ROWS = [
     {"trial": 0, "arch": "a", "accuracy": 0.90, "latency_ms": 3.0, "params": 100, "macs": 1000, "feasible": True,
@@ -40,5 +40,49 @@ def test_wandb_offline_run_reads_back_table_and_chart(tmp_path, monkeypatch):
     table = run["tables"]["trials"]
     assert table["columns"][:3] == ["trial", "arch", "accuracy"] and len(table["data"]) == 3
     chart = run["config"]["_wandb.visualize.pareto_front"]
-    assert chart["panel_config"]["fieldSettings"] == {"x": "latency_ms", "y": "accuracy"}
+    assert chart["panel_config"]["panelDefId"] == "wandb/line/v0"
+    assert chart["panel_config"]["fieldSettings"] == {"x": "latency_ms", "y": "accuracy", "stroke": "series"}
+    assert run["config"]["_wandb.visualize.trials_scatter"]["panel_config"]["fieldSettings"] == {
+        "x": "latency_ms", "y": "accuracy"}
     assert run["summary"]["front_size"] == 2
+
+
+def test_wandb_front_chart_marks_the_front_and_logs_its_history(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    rows = ROWS + [{"trial": 3, "arch": "d", "accuracy": 0.95, "latency_ms": 5.0, "on_front": True},
+                   {"trial": 4, "arch": "e", "accuracy": 0.5, "latency_ms": 0.5, "on_front": False},
+                   {"trial": 5, "arch": "f", "state": "FAIL", "on_front": False}]  # no objectives: not charted
+    tracker = WandbTracker(str(tmp_path), "t", {"space": "mobile"}, mode="offline")
+    history = [(0, 0.1, 1), (1, 0.1, 1), (2, 0.4, 2), (3, 0.5, 3), (4, 0.5, 3), (5, 0.5, 3)]
+    for r, (_, hv, size) in zip(rows, history):
+        tracker.log_trial(r, hypervolume=hv, front_size=size)
+    tracker.log_front(rows)
+    tracker.finish()
+    run = read_offline_run(find_offline_runs(str(tmp_path))[0])
+
+    # the chart's own data table: "front" exactly for the on_front rows, the front sorted by x
+    chart = run["config"]["_wandb.visualize.pareto_front"]["panel_config"]
+    assert chart["panelDefId"] == "wandb/line/v0" and chart["fieldSettings"]["stroke"] == "series"
+    table = run["tables"]["pareto_front_table"]
+    assert table["columns"] == ["trial", "arch", "latency_ms", "accuracy", "series"]
+    on_front = {r["trial"] for r in rows if r["on_front"]}
+    assert {row[0] for row in table["data"]} == {0, 1, 2, 3, 4}
+    assert all((row[4] == "front") == (row[0] in on_front) for row in table["data"])
+    front = [row for row in table["data"] if row[4] == "front"]
+    assert [row[0] for row in front] == [2, 0, 3] and [row[2] for row in front] == sorted(row[2] for row in front)
+    assert table["data"][:len(front)] == front  # the front's line first
+
+    # hypervolume and front size per trial, and the front's history as a table with its chart
+    hist = [h for h in run["history"] if "hypervolume" in h]
+    assert [(h["trial/trial"], h["hypervolume"], h["front_size"]) for h in hist] == [
+        (t, hv, size) for t, hv, size in history]
+    assert [tuple(r) for r in run["tables"]["front_history"]["data"]] == history
+    assert run["tables"]["front_history"]["columns"] == ["trial", "hypervolume", "front_size"]
+    evolution = run["config"]["_wandb.visualize.front_evolution"]["panel_config"]
+    assert evolution["fieldSettings"]["x"] == "trial" and evolution["fieldSettings"]["y"] == "hypervolume"
+
+
+def test_front_chart_rows_without_front():
+    rows = [{"trial": 0, "latency_ms": 2.0, "accuracy": 0.5}, {"trial": 1, "latency_ms": 1.0, "accuracy": 0.4}]
+    assert [r[4] for r in front_chart_rows(rows, "latency_ms", "accuracy")] == ["trial", "trial"]
+    assert [r[0] for r in front_chart_rows(rows, "latency_ms", "accuracy")] == [1, 0]
