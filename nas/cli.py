@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 
 from nas import __version__
@@ -44,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        # a second Ctrl-C (or one still pending) while the interpreter shuts down must not turn the clean exit into
+        # a death by SIGINT: ignore it from here on
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted; the run folder is resumable with --resume", file=sys.stderr)
         return 130
     except USER_ERRORS as e:
