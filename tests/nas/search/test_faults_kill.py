@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,21 +18,12 @@ import yaml
 from nas.search.runner import SearchRun
 from nas.search.study import counts_as_done
 from nas.spec.sections import load_spec
+from study_helpers import complete_trials
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TABLE = "cpu-t1-b1-float32.json"
 
 
-def _complete(run_dir) -> int:
-    """COMPLETE trials in study.db, read-only, while the driver may still be creating it."""
-    path = os.path.join(run_dir, "study.db")
-    if not os.path.exists(path):
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _table_entries(run_dir) -> dict:
@@ -94,14 +84,14 @@ def test_killed_at_every_stage_moved_and_resumed_equals_an_uninterrupted_run(tin
     assert torch.load(ck, weights_only=True)["epoch"] in (1, 2)
 
     # 3. SIGKILL between trials (the trial then running stays RUNNING in the study and is run again)
-    _stop_when(first, lambda: _complete(first) >= 2)
+    _stop_when(first, lambda: complete_trials(first) >= 2)
     assert torch.load(ck, weights_only=True)["epoch"] == 3
     killed = _done(first)
 
     # 4. the folder is moved; SIGINT between trials: one line, no traceback, resumable
     moved = str(tmp_path / "moved")
     shutil.move(first, moved)
-    out = _stop_when(moved, lambda: _complete(moved) >= len(killed) + 1, sig=signal.SIGINT)
+    out = _stop_when(moved, lambda: complete_trials(moved) >= len(killed) + 1, sig=signal.SIGINT)
     assert out.returncode == 130 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "interrupted; the run folder is resumable with --resume"
     interrupted = _done(moved)

@@ -4,7 +4,6 @@ import csv
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from nas.search.executors.ray_tune import _HOOKS, DONE_MARK, ArchSpace, StudySea
 from nas.search.runner import SearchRun
 from nas.tracking import find_offline_runs, read_offline_run
 from tiny_space import TINY_SPACE
+from study_helpers import complete_trials
 
 State = optuna.trial.TrialState
 
@@ -51,16 +51,6 @@ def _finished(run_dir):
     return {t.number: (t.user_attrs["arch"], t.values) for t in _study(run_dir).trials if counts_as_done(t)}
 
 
-def _complete_now(run_dir) -> int:
-    """COMPLETE trials in study.db, read-only, while another process may still be creating it."""
-    path = os.path.join(run_dir, "study.db")
-    if not os.path.exists(path):
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-    except sqlite3.OperationalError:  # no table yet, or locked
-        return 0
 
 
 def _signal_when(proc, sig, done, timeout=240.0) -> str:
@@ -150,7 +140,7 @@ def test_one_shot_search_on_ray_interrupted_then_resumed(tiny_spec, ray_address,
     proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", spec_path, "--quiet"], env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = os.path.join(run_dir, "ray", "tune-0")
-    err = _signal_when(proc, signal.SIGINT, lambda: _complete_now(run_dir) >= 1 and restorable(first))
+    err = _signal_when(proc, signal.SIGINT, lambda: complete_trials(run_dir) >= 1 and restorable(first))
     assert proc.returncode == 130 and "interrupted; the run folder is resumable with --resume" in err, err
     stopped = _finished(run_dir)
     assert 1 <= len(stopped) < 4 and restorable(first)
