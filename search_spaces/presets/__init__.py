@@ -21,6 +21,7 @@ from pathlib import Path
 from ops.layers import make_divisible
 
 from ..arch import Arch, Layer
+from ..probe import probe
 from ..schema import SpaceError
 
 PRESET_DIR = Path(__file__).resolve().parent
@@ -90,11 +91,14 @@ def reduce_strides(arch: Arch, input_size: int) -> Arch:
     strides = [l.stride for l in layers]
     total = math.prod(strides)
     target = max(1, input_size // MIN_FINAL_SIZE)  # the largest total stride that keeps the map wide enough
-    for i, s in enumerate(strides):
+    c_in = arch.in_channels
+    for i, (layer, s) in enumerate(zip(layers, strides)):
         if total <= target:
             break
-        if s > 1:
+        # a unit that changes channels only when strided (ShuffleNet v2's downsampling unit) keeps its stride
+        if s > 1 and probe(layer.op, layer.hparams, c_in, layer.c_out, 1)[0] is None:
             strides[i], total = 1, total // s
+        c_in = layer.c_out
     it = iter(strides)
 
     def restride(layers):

@@ -96,3 +96,15 @@ def test_digits_baseline():
     n_macs, out = macs(build_model(arch), 32, channels=1)
     assert out.shape == (1, 10) and n_macs < 50e6
     assert load_preset("mobilenet_v2_digits", num_classes=3).num_classes == 3
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x1_0", "mobilenet_v3_small", "resnext50_32x4d"])
+def test_every_preset_builds_at_16x16(name):
+    # ShuffleNet v2's downsampling unit changes channels, so it cannot lose its stride: the stem's go instead
+    arch = load_preset(name, input_size=16, num_classes=10, in_channels=1, width_mult=0.25)
+    with torch.device("meta"):
+        model = build_model(arch)
+    assert model(torch.empty(1, 1, 16, 16, device="meta")).shape == (1, 10)
+    if name.startswith("shufflenet"):
+        assert [layer.stride for layer in arch.stem] == [1, 1]
+        assert all(s[0].stride == 2 for s in arch.stages)
