@@ -335,8 +335,8 @@ def domination_line(a: str, pa: list[dict], b: str, pb: list[dict]) -> str:
         better = [p["ms"] for p in pa if p["acc"] >= q["acc"]]
         if better:
             ratios.append(q["ms"] / min(better))
-    ratio = f"{min(ratios):.2f}x-{max(ratios):.2f}x" if ratios else "n/a (no point of a as accurate)"
-    return (f"- {a} front dominates {b}: {sum(covered)}/{len(pb)} of {b}'s points weakly dominated; "
+    ratio = f"{min(ratios):.2f}x-{max(ratios):.2f}x" if ratios else f"n/a (no point of {a} is as accurate)"
+    return (f"- {a} front vs {b}: {sum(covered)}/{len(pb)} of {b}'s points weakly dominated by {a}'s; "
             f"{b}'s latency / {a}'s at >= equal accuracy: {ratio} over {len(ratios)} comparable points")
 
 
