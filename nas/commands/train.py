@@ -9,6 +9,7 @@ import os
 from nas.commands.export import load_arch
 from nas.data import make_loaders
 from nas.errors import UserError
+from nas.io import say
 from nas.launch import supernet_dir, train_supernet_from_spec
 from nas.runlock import RunLock
 from nas.spec.resolve import load_space, load_splits
@@ -55,6 +56,8 @@ def _train(args, spec) -> int:
     if os.path.exists(ckpt) and not args.resume:
         raise UserError(f"run folder '{supernet_dir(spec)}' already holds a supernet checkpoint; pass --resume to "
                         f"continue it, or choose another folder with --set run_dir=PATH")
+    if args.resume and not os.path.exists(ckpt):
+        say(f"--resume: no checkpoint in '{supernet_dir(spec)}' yet; training from the first epoch")
     result = train_supernet_from_spec(spec, resume=args.resume, progress=progress, nproc=args.nproc)
     last = (result.get("history") or [result.get("metrics") or {}])[-1]
     summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("epoch", "loss", "accuracy") if isinstance(last.get(k),

@@ -118,3 +118,12 @@ def test_channels_last_leaves_conv3d_weights_alone():
         if p.dim() == 4:
             assert p.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), before, atol=1e-5)
+
+
+def test_cli_resume_without_a_checkpoint_says_it_starts_over(tmp_path, capsys):
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(tmp_path, epochs=1)))
+    assert main(["train", str(spec), "--quiet", "--resume"]) == 0
+    assert "--resume: no checkpoint in" in capsys.readouterr().err
