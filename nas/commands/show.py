@@ -12,8 +12,8 @@ from nas.diagram.text import diagram_text
 from nas.errors import MissingFile, UserError
 from nas.export.run import chosen_trial, run_spec, trial_arch
 from nas.latency.predictor import Calibration, LatencyModel
-from nas.latency.stage import profile_of
-from nas.latency.table import LatencyTable, MissingEntriesError, table_path
+from nas.latency.stage import saved_model
+from nas.latency.table import LatencyTable, MissingEntriesError
 from nas.spec.resolve import load_space
 
 DESCRIPTION = """\
@@ -53,14 +53,25 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def table_model(path: str, signature: str) -> tuple[LatencyModel, str]:
+def table_model(path: str, signature: str) -> LatencyModel:
     """The latency model of table `path` with its calibration for space signature `signature` (`mobile@3x32`; the
-    plain sum of the entries when it has none), and a line saying which."""
+    plain sum of the entries when it has none)."""
     table = LatencyTable.load(path, allow_foreign=True)  # a picture only: a table from another machine is fine
     cal = (table.calibrations or {}).get(signature)
-    how = f"calibration for {signature}" if cal else f"no calibration for {signature}: uncalibrated sum of entries"
-    return (LatencyModel(table, Calibration.from_dict(cal) if cal else None),
-            f"latency: {table.profile.key()} table {path} ({how})")
+    return LatencyModel(table, Calibration.from_dict(cal) if cal else None)
+
+
+def model_note(model: LatencyModel, signature: str) -> str:
+    """Which table and calibration the latency shares come from."""
+    how = (f"calibration for {signature}" if model.calibration.form != "identity" else
+           f"no calibration for {signature}: uncalibrated sum of entries")
+    return f"latency: {model.table.profile.key()} table {model.table.path} ({how})"
+
+
+def _table_file(path: str) -> str:
+    if not Path(path).is_file():
+        raise MissingFile(f"--table {path} does not exist; build one with `nas latency build`")
+    return path
 
 
 def _signature(space: str, arch) -> str:
@@ -74,10 +85,12 @@ def from_run(args):
     arch, metrics = trial_arch(args.arch, spec.name, trial)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     space = load_space(spec, arch)
-    path = args.table or spec.hardware.table or table_path(str(Path(args.arch, "latency")), profile_of(spec.hardware))
-    model, note = None, "no latency table in the run folder: parameter shares only"
-    if Path(path).is_file():
-        model, note = table_model(path, _signature(args.space or space.name, arch))
+    signature = _signature(args.space or space.name, arch)
+    if args.table:
+        model = table_model(_table_file(args.table), signature)
+    else:
+        model = saved_model(space, spec.hardware, str(Path(args.arch, "latency")))
+    note = model_note(model, signature) if model else "no latency table in the run folder: parameter shares only"
     title = f"{spec.name}: trial {trial} ({space.name})"
     return arch, title, [shown] if shown else [], model, note, Path(args.arch, "pictures"), f"trial_{trial}"
 
@@ -96,9 +109,9 @@ def from_arch(args):
         out, name, title = Path("."), args.arch if is_preset else "arch", args.arch if is_preset else arch.space
     model, note = None, ""
     if args.table:
-        if not Path(args.table).is_file():
-            raise MissingFile(f"--table {args.table} does not exist; build one with `nas latency build`")
-        model, note = table_model(args.table, _signature(args.space or arch.space, arch))
+        signature = _signature(args.space or arch.space, arch)
+        model = table_model(_table_file(args.table), signature)
+        note = model_note(model, signature)
     return arch, title or "architecture", [], model, note, out, name
 
 

@@ -80,7 +80,7 @@ def text_width(text: str, size: float = FONT) -> float:
 
 def fit(text: str, width: float, size: float = FONT) -> str:
     """`text` cut with an ellipsis to fit `width` pixels."""
-    n = int(width / (CHAR * size))
+    n = int(width / (CHAR * size) + 1e-6)
     return text if len(text) <= n else text[:max(0, n - 1)] + "…"
 
 
