@@ -46,7 +46,8 @@ def model_card(*, title: str, task: str, arch_string: str, in_channels: int, inp
             lines += [f"The same picture as vector graphics: [{svg}]({svg}) (hover a layer for its details).", ""]
     output = OUTPUTS.get(task, "N x {k} outputs").format(k=num_classes)
     facts = [["task", task], ["input", f"N x {in_channels} x {input_size} x {input_size} (float32, NCHW)"],
-             ["output", output], ["parameters", f"{format_count(params)} ({params:,})"]]
+             ["output", output],
+             ["parameters", format_count(params) + (f" ({params:,})" if format_count(params) != str(params) else "")]]
     if macs is not None:
         facts.append(["MACs", f"{format_count(macs)} at batch 1"])
     lines += _table(["", ""], facts) + [""]

@@ -58,7 +58,7 @@ def test_search_end_to_end_then_resume(tiny_spec, monkeypatch):
     assert sorted(os.listdir(os.path.join(run_dir, "pictures"))) == sorted(
         f"trial_{t}.{ext}" for t in fronts for ext in ("png", "svg"))
     html = open(os.path.join(run_dir, "pareto.html")).read().replace("\\u002f", "/")
-    assert all(f'"pictures/trial_{t}.svg"' in html for t in fronts) and "plotly_hover" in html
+    assert all(f'"pictures/trial_{t}.svg"' in html for t in fronts) and "arch-picture" in html
     logged = next(h for h in run["history"] if "front_pictures.count" in h)
     assert logged["front_pictures.count"] == len(fronts)
     assert sorted(int(c.split(":")[0].split()[1]) for c in logged["front_pictures.captions"]) == fronts
