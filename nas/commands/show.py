@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from nas.commands.export import load_arch
 from nas.cost import count_arch
@@ -15,6 +16,7 @@ from nas.latency.predictor import Calibration, LatencyModel
 from nas.latency.stage import saved_model
 from nas.latency.table import LatencyTable, MissingEntriesError
 from nas.spec.resolve import load_space
+from search_spaces.arch import Arch
 
 DESCRIPTION = """\
 Draw an architecture as a block diagram: the stem, each stage's layers (op, hparams such as kernel and
@@ -78,8 +80,21 @@ def _signature(space: str, arch) -> str:
     return f"{space}@{arch.in_channels}x{arch.input_size}"
 
 
-def from_run(args):
-    """(arch, title, extra header lines, latency model or None, note, default out folder, default name)."""
+class Source(NamedTuple):
+    """What to draw and where: the arch, its title and extra header lines, the latency model (None: params only)
+    and the line saying where it comes from, the default folder and file name."""
+
+    arch: Arch
+    title: str
+    lines: list[str]
+    model: LatencyModel | None
+    note: str
+    out: Path
+    name: str
+
+
+def from_run(args) -> Source:
+    """Trial N (default: the chosen point) of a run folder, with the run's latency table and calibration."""
     spec = run_spec(args.arch)
     trial = chosen_trial(args.arch) if args.trial is None else args.trial
     arch, metrics = trial_arch(args.arch, spec.name, trial)
@@ -92,10 +107,11 @@ def from_run(args):
         model = saved_model(space, spec.hardware, str(Path(args.arch, "latency")))
     note = model_note(model, signature) if model else "no latency table in the run folder: parameter shares only"
     title = f"{spec.name}: trial {trial} ({space.name})"
-    return arch, title, [shown] if shown else [], model, note, Path(args.arch, "pictures"), f"trial_{trial}"
+    return Source(arch, title, [shown] if shown else [], model, note, Path(args.arch, "pictures"), f"trial_{trial}")
 
 
-def from_arch(args):
+def from_arch(args) -> Source:
+    """An Arch YAML file, a preset or an arch string, with --table's latency model if given."""
     if args.trial is not None:
         raise UserError(f"--trial: needs a search run folder; {args.arch} is not a folder")
     if "/" in args.arch and ";" not in args.arch and not Path(args.arch).exists():
@@ -112,17 +128,17 @@ def from_arch(args):
         signature = _signature(args.space or arch.space, arch)
         model = table_model(_table_file(args.table), signature)
         note = model_note(model, signature)
-    return arch, title or "architecture", [], model, note, out, name
+    return Source(arch, title or "architecture", [], model, note, out, name)
 
 
 def run(args) -> int:
-    source = from_run if Path(args.arch).is_dir() else from_arch
-    arch, title, lines, model, note, out, name = source(args)
+    src = (from_run if Path(args.arch).is_dir() else from_arch)(args)
     try:
-        diagram = arch_diagram(arch, model, title=title, lines=lines, latency_note=note, macs=count_arch(arch).macs)
-    except MissingEntriesError as e:
-        raise UserError(f"--table: {e}") from None
-    written = write_diagram(diagram, Path(args.out or out) / (args.name or name), png=not args.no_png)
+        diagram = arch_diagram(src.arch, src.model, title=src.title, lines=src.lines, latency_note=src.note,
+                               macs=count_arch(src.arch).macs)
+    except MissingEntriesError as e:  # a table of another space (or input size): what to build is in the message
+        raise UserError(str(e)) from None
+    written = write_diagram(diagram, Path(args.out or src.out) / (args.name or src.name), png=not args.no_png)
     if not args.quiet:
         print("\n".join(diagram_text(diagram)) + "\n")
     for p in written:

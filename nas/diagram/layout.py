@@ -40,10 +40,7 @@ class Row:
     note: str = ""  # e.g. "blurpool", "from stage 2", "tapped: P1"
     units: list[Unit] = field(default_factory=list)
     latency_ms: float | None = None
-
-    @property
-    def ops(self) -> list[str]:
-        return [self.op, *self.plugins]
+    stage: int | None = None  # the stage index of a stage layer
 
 
 @dataclass
@@ -65,10 +62,6 @@ class Diagram:
             return None
         return row.latency_ms / self.latency_ms
 
-    def ops(self) -> list[str]:
-        """Every op the picture names, in order, once each."""
-        return list(dict.fromkeys(op for r in self.rows for op in r.ops))
-
 
 # Arch head kind (arch.task) -> rows of everything outside the encoder: (rows before the stem, rows after it)
 HEAD_ROWS: dict[str, Callable[[Arch, nn.Module, list[Row]], tuple[list[Row], list[Row]]]] = {}
@@ -85,8 +78,9 @@ def params_of(module: nn.Module) -> int:
 
 
 def hparam_text(op: str, hparams) -> str:
-    """`kernel=5, expand=6` as `k5 e6` (the op's short names; other hparams as key=value), defaults filled in. A
-    default is shown only when it is a searched shape number (kernel, expansion: `k3 e6`): `se=0.0`, `norm=bn` say nothing."""
+    """`kernel=5, expand=6` as `k5 e6` (the op's short names; other hparams as key=value), defaults filled in.
+    A default is shown only when it is a searched shape number (kernel, expansion: `k3 e6`): `se=0.0` and
+    `norm=bn` say nothing."""
     try:
         spec = {h.name: h for h in op_spec(op).hparams}
         hparams = resolve_hparams(op, dict(hparams))
@@ -120,16 +114,16 @@ def build_meta(arch: Arch) -> nn.Module:
 def encoder_rows(arch: Arch, model: nn.Module) -> list[Row]:
     """A row per layer of the stem, the stages and the head, with the shapes flowing through them."""
     c, size = arch.in_channels, arch.input_size
-    sections = [("stem", arch.stem, model.stem)]
-    sections += [(f"stage {i + 1}", stage, model.stages[i]) for i, stage in enumerate(arch.stages)]
-    sections += [("head", arch.head, model.head)]
+    sections = [("stem", None, arch.stem, model.stem)]
+    sections += [(f"stage {i + 1}", i, stage, model.stages[i]) for i, stage in enumerate(arch.stages)]
+    sections += [("head", None, arch.head, model.head)]
     rows = []
-    for group, layers, modules in sections:
+    for group, index, layers, modules in sections:
         for layer, module in zip(layers, modules):
             units, c_out, size_out = layer_units(layer, c, size)
             note = "blurpool" if layer.downsample == "blurpool" and layer.stride > 1 else ""
             rows.append(Row(group, layer.op, hparam_text(layer.op, layer.hparams), plugin_text(layer), c, c_out,
-                            layer.stride, size, size_out, params_of(module), note, units))
+                            layer.stride, size, size_out, params_of(module), note, units, stage=index))
             c, size = c_out, size_out
     return rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from nas.diagram.layout import Row, hparam_text, params_of, register_head_rows
-from nas.latency.decoder_units import FUSE, POOL, SEG_CLASSIFIER, decoder_units, pyramid_units, stn_unit
+from nas.latency.decoder_units import FUSE, SEG_CLASSIFIER, decoder_units, pyramid_units, stn_unit
 from nas.latency.units import Unit
 from search_spaces.arch import Arch
 from search_spaces.segmentation import pyramid
@@ -24,19 +24,17 @@ def segmentation_rows(arch: Arch, model: nn.Module, encoder: list[Row]) -> tuple
     """[stn] before the stem; after the encoder: pooled levels, laterals, context, fusion, upsampling, classifier.
     The encoder rows whose stage feeds the pyramid get a note saying which level they feed."""
     dec, pyr = arch.decoder, pyramid(arch)
-    stage_rows: dict[int, Row] = {}
-    for r in encoder:  # the last row of each stage (the head folds into the last stage)
-        if r.group.startswith("stage "):
-            stage_rows[int(r.group.split()[1]) - 1] = r
-    if encoder and encoder[-1].group == "head" and stage_rows:
-        stage_rows[max(stage_rows)] = encoder[-1]
+    stage_rows = {r.stage: r for r in encoder if r.stage is not None}  # the last row of each stage
+    if encoder and encoder[-1].stage is None and stage_rows:
+        stage_rows[max(stage_rows)] = encoder[-1]  # the head folds into the last stage
     levels = [(stage_rows[i].c_out, stage_rows[i].size_out) for i in pyr.indices]
     for name, i in zip(LEVEL_NAMES, pyr.indices):
         stage_rows[i].note = (stage_rows[i].note + " " if stage_rows[i].note else "") + f"-> {name.split()[0]}"
     pools, sizes = pyramid_units(levels, pyr.extra)
     before = []
     if dec.stn:
-        before.append(_row(stn_unit(arch.in_channels, arch.input_size), "input", model.stn, detail="spatial transformer"))
+        stn = stn_unit(arch.in_channels, arch.input_size)
+        before.append(_row(stn, "input", model.stn, detail="spatial transformer"))
     after = [_row(u, "pyramid", None, op="maxpool", detail="1x1 s2",
                   note=f"-> {LEVEL_NAMES[len(levels) + i].split()[0]}") for i, u in enumerate(pools)]
     units = decoder_units(dec, pyr, sizes, arch.input_size)
@@ -63,5 +61,3 @@ def segmentation_rows(arch: Arch, model: nn.Module, encoder: list[Row]) -> tuple
 
 
 register_head_rows("segmentation", segmentation_rows)
-
-__all__ = ["POOL", "segmentation_rows"]

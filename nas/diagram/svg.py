@@ -23,9 +23,9 @@ def _rect(r: Rect) -> str:
     return f"<rect {attrs}/>"
 
 
-def _line(l: Line) -> str:
-    return (f'<line x1="{_num(l.x1)}" y1="{_num(l.y1)}" x2="{_num(l.x2)}" y2="{_num(l.y2)}" stroke="{l.colour}" '
-            f'stroke-width="{_num(l.width)}"/>')
+def _line(line: Line) -> str:
+    return (f'<line x1="{_num(line.x1)}" y1="{_num(line.y1)}" x2="{_num(line.x2)}" y2="{_num(line.y2)}" '
+            f'stroke="{line.colour}" stroke-width="{_num(line.width)}"/>')
 
 
 def _text(t: Text) -> str:

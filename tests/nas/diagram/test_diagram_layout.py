@@ -2,13 +2,14 @@
 import random
 
 import pytest
+from conftest import fake_model, shipped_archs
 
 import search_spaces
-from conftest import fake_model, shipped_archs
 from nas.diagram import arch_diagram, arch_rows
 from nas.diagram.layout import hparam_text
 from nas.latency.units import arch_units
 from search_spaces import build_model
+from search_spaces.arch import Arch
 
 ARCHS = shipped_archs()
 
@@ -22,8 +23,8 @@ def test_rows_are_the_network_units_and_parameters(arch):
     assert sum(r.params for r in rows) == sum(p.numel() for p in build_model(arch).parameters())
     layers = arch.layers()
     encoder = [r for r in rows if r.group in ("stem", "head") or r.group.startswith("stage ")]
-    assert [(r.op, r.c_out, r.stride) for r in encoder] == [(l.op, l.c_out, l.stride) for l in layers]
-    assert [r.plugins for r in encoder] == [tuple(p.op for p in l.plugins) for l in layers]
+    assert [(r.op, r.c_out, r.stride) for r in encoder] == [(x.op, x.c_out, x.stride) for x in layers]
+    assert [r.plugins for r in encoder] == [tuple(p.op for p in x.plugins) for x in layers]
     # shapes chain: each layer takes what the one before gave
     assert encoder[0].c_in == arch.in_channels and encoder[0].size_in == arch.input_size
     for a, b in zip(encoder, encoder[1:]):
@@ -65,6 +66,18 @@ def test_segmentation_rows_show_the_decoder():
     assert decoder[-1].c_out == arch.num_classes
     # the encoder stages feeding the pyramid are marked
     assert sum("-> P" in r.note for r in rows if r.group.startswith("stage ")) >= 1
+
+
+def test_a_shallow_encoder_gets_pooled_pyramid_levels():
+    arch = Arch.from_string("in3x16;stem:conv_c8_k3;s:dw_separable_c8_s2_k3;s:dw_separable_c16_k3;head:pointwise_c24;"
+                            "dec:n3/c8/up=bilinear_conv/ctx=none/fuse=sum/stn=0")
+    rows = arch_rows(arch)
+    assert [u.key() for r in rows for u in r.units] == [u.key() for u in arch_units(arch)]
+    pools = [r for r in rows if r.group == "pyramid"]
+    assert [(r.op, r.c_in, r.size_in, r.size_out, r.note) for r in pools] == [
+        ("maxpool", 24, 8, 4, "-> P2"), ("maxpool", 24, 4, 2, "-> P3")]
+    assert rows[[r.op for r in rows].index("pointwise")].note == "-> P1"  # the head folds into the last stage
+    assert [r.c_in for r in rows if r.op == "lateral"] == [24, 24, 24]
 
 
 def test_hparam_text_is_short_and_hides_off_defaults():

@@ -4,10 +4,10 @@ import random
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import fake_model, shipped_archs
 from PIL import Image
 
 import search_spaces
-from conftest import fake_model, shipped_archs
 from nas.diagram import arch_diagram, draw_arch
 from nas.diagram.png import scene_png
 from nas.diagram.scene import BAR_W, LATENCY_COLOUR, PARAMS_COLOUR, Rect, Text, diagram_scene, text_width
@@ -19,7 +19,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def arch_ops(arch) -> set[str]:
     """Every op the architecture runs: its layers and plug-ins, and a decoder's context and upsampling op."""
-    ops = {op for l in arch.layers() for op in (l.op, *(p.op for p in l.plugins))}
+    ops = {op for x in arch.layers() for op in (x.op, *(p.op for p in x.plugins))}
     if arch.decoder is not None:
         ops.add(arch.decoder.upsample)
         if arch.decoder.context != "none":

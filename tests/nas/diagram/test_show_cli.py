@@ -4,9 +4,9 @@ import random
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import fake_table
 
 import search_spaces
-from conftest import fake_table
 from nas.cli import main
 
 
@@ -75,7 +75,7 @@ def test_not_a_run_folder_and_a_table_without_the_arch(tmp_path, arch_yaml, caps
     fake_table([other], tmp_path / "t.json")
     assert main(["show", str(arch_yaml[1]), "--table", str(tmp_path / "t.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("nas show: error: --table: ") and err.count("\n") == 1
+    assert err.startswith("nas show: error: latency table (cpu-t1-b1-float32) lacks ") and err.count("\n") == 1
 
 
 def test_help_names_both_forms(capsys):
