@@ -99,7 +99,8 @@ def summary_values(summary: Mapping[str, Any], trial: int, quality: Sequence[str
             continue
         test = {q: r[f"test_{q}"] for q in quality if isinstance(r.get(f"test_{q}"), (int, float))}
         if test:
-            qual[f"retrained from scratch ({retrain.get('epochs', '?')} epochs, test split)"] = test
+            n = retrain.get("epochs", "?")
+            qual[f"retrained from scratch ({n} epoch{'' if n == 1 else 's'}, test split)"] = test
         measured = r.get("measured_latency_ms")
         predicted = predicted if predicted is not None else r.get("predicted_latency_ms")
     return predicted, measured, qual

@@ -2,7 +2,7 @@
 import random
 
 import pytest
-from conftest import fake_model, shipped_archs
+from diagram_helpers import fake_model, shipped_archs
 
 import search_spaces
 from nas.diagram import arch_diagram, arch_rows

@@ -4,7 +4,7 @@ import random
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import fake_model, shipped_archs
+from diagram_helpers import fake_model, shipped_archs
 from PIL import Image
 
 import search_spaces

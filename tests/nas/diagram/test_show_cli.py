@@ -4,7 +4,7 @@ import random
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import fake_table
+from diagram_helpers import fake_table
 
 import search_spaces
 from nas.cli import main

@@ -1,4 +1,4 @@
-"""Fixtures for the diagram tests: random architectures of every shipped space, a latency table without timing."""
+"""Helpers of the diagram tests: random architectures of every shipped space, a latency table without timing."""
 import random
 
 import search_spaces
