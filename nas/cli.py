@@ -1,4 +1,4 @@
-"""The `nas` command line: search | train | latency | export | space | ops."""
+"""The `nas` command line: search | train | latency | export | space | ops | show."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ from search_spaces import SpaceError
 from search_spaces.arch_check import ArchError
 
 # each sub-command lives in nas/commands/<name>.py with `register(subparsers)` setting `func`
-COMMANDS = ("search", "train", "latency", "export", "space", "ops")
+COMMANDS = ("search", "train", "latency", "export", "space", "ops", "show")
 # what bad input raises (nas.errors.UserError covers SpecError, DataError, ...; spaces and ops live below nas)
 USER_ERRORS = (UserError, SpaceError, OpError, ArchError)
 

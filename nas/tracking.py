@@ -23,17 +23,50 @@ def write_csv(path: str, rows: Sequence[dict[str, Any]], columns: Sequence[str])
     atomic_write_text(path, buf.getvalue())
 
 
-def pareto_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, reference: dict | None = None):
-    """A plotly scatter of every trial with the front drawn as a line (and an optional reference point)."""
+# pareto.html: hovering a point with a picture (customdata: its path, relative to the HTML) shows it in a side panel,
+# clicking opens it; plotly substitutes {plot_id}
+PICTURE_SCRIPT = """
+var plot = document.getElementById('{plot_id}');
+var box = document.createElement('div');
+box.id = 'arch-picture';
+box.style.cssText = 'position:fixed;right:8px;top:8px;width:48%;max-height:96vh;overflow:auto;background:#fff;' +
+  'border:1px solid #c8ced6;padding:6px;display:none;font:12px monospace';
+document.body.appendChild(box);
+plot.on('plotly_hover', function(ev) {
+  var src = ev.points[0].customdata;
+  if (!src) return;
+  box.innerHTML = '<div>' + src + ' (click the point to open it)</div><img style="width:100%" src="' + src + '">';
+  box.style.display = 'block';
+});
+plot.on('plotly_click', function(ev) {
+  var src = ev.points[0].customdata;
+  if (src) window.open(src, '_blank');
+});
+"""
+
+
+def _hover(r: dict[str, Any], pictures: dict[int, str]) -> str:
+    pic = pictures.get(r.get("trial"))
+    return f"#{r['trial']} {r['arch']}" + (f"<br>picture: {pic}" if pic else "")
+
+
+def pareto_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, reference: dict | None = None,
+                  pictures: dict[int, str] | None = None):
+    """A plotly scatter of every trial with the front drawn as a line (and an optional reference point); a trial
+    with a picture (`pictures`: trial -> path) carries the path as customdata and in its hover text."""
     import plotly.graph_objects as go
 
+    pictures = pictures or {}
     done = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
     front = sorted((r for r in done if r.get("on_front")), key=lambda r: r[x])
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[r[x] for r in done], y=[r[y] for r in done], mode="markers", name="trials",
-                             text=[f"#{r['trial']} {r['arch']}" for r in done], marker=dict(color="#9aa5b1")))
+                             text=[_hover(r, pictures) for r in done],
+                             customdata=[pictures.get(r.get("trial"), "") for r in done],
+                             marker=dict(color="#9aa5b1")))
     fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r[y] for r in front], mode="lines+markers",
-                             name="Pareto front", text=[f"#{r['trial']} {r['arch']}" for r in front],
+                             name="Pareto front", text=[_hover(r, pictures) for r in front],
+                             customdata=[pictures.get(r.get("trial"), "") for r in front],
                              marker=dict(color="#d62728", size=9)))
     if reference:
         fig.add_trace(go.Scatter(x=[reference[x]], y=[reference[y]], mode="markers", name=reference["name"],
@@ -76,14 +109,16 @@ def trial_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write_local(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
-                reference: dict | None = None, title: str = "") -> None:
-    """trials.csv, pareto.csv, pareto.html and pareto.png in the run folder."""
+                reference: dict | None = None, title: str = "", pictures: dict[int, str] | None = None) -> None:
+    """trials.csv, pareto.csv, pareto.html and pareto.png in the run folder; in pareto.html, hovering a trial
+    with a picture (`pictures`: trial -> SVG path relative to the run folder) shows it beside the plot."""
     columns = trial_columns(rows)
     write_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
     write_csv(os.path.join(run_dir, "pareto.csv"), [r for r in rows if r.get("on_front")], columns)
     title = title or f"{y} vs {x}"
-    fig = pareto_figure(rows, x, y, title, reference)
-    atomic_write_text(os.path.join(run_dir, "pareto.html"), fig.to_html(include_plotlyjs=True, full_html=True))
+    fig = pareto_figure(rows, x, y, title, reference, pictures)
+    html = fig.to_html(include_plotlyjs=True, full_html=True, post_script=PICTURE_SCRIPT if pictures else None)
+    atomic_write_text(os.path.join(run_dir, "pareto.html"), html)
     pareto_png(os.path.join(run_dir, "pareto.png"), rows, x, y, title, reference)
 
 
@@ -96,6 +131,11 @@ def front_chart_rows(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[lis
     rest = sorted((r for r in pts if not r.get("on_front")), key=lambda r: (r[x], r[y]))
     return ([[r.get("trial"), r.get("arch"), r[x], r[y], "front"] for r in front]
             + [[r.get("trial"), r.get("arch"), r[x], r[y], "trial"] for r in rest])
+
+
+def _caption(r: dict[str, Any], x: str, y: str) -> str:
+    shown = [f"{k} {r[k]:.4g}" for k in (y, x) if isinstance(r.get(k), (int, float))]
+    return f"trial {r['trial']}" + (": " + ", ".join(shown) if shown else "")
 
 
 class WandbTracker:
@@ -126,10 +166,12 @@ class WandbTracker:
             self.front_history.append([row.get("trial"), hypervolume, front_size])
         self.run.log(metrics)
 
-    def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy") -> None:
+    def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
+                  pictures: dict[int, str] | None = None) -> None:
         """The trials table, "pareto_front" (wandb's line spec, one colour per series: the front as a line
-        through its points sorted by x, the other trials as "trial"), "trials_scatter" (every trial alike)
-        and, when trials were logged with a hypervolume or front size, "front_history" and its chart."""
+        through its points sorted by x, the other trials as "trial"), "trials_scatter" (every trial alike),
+        when trials were logged with a hypervolume or front size, "front_history" and its chart, and with
+        `pictures` (trial -> PNG path) "front_pictures": the front trials' pictures, sorted by x, captioned."""
         columns = trial_columns(rows)
         table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
         front_table = self._wandb.Table(columns=["trial", "arch", x, y, "series"], data=front_chart_rows(rows, x, y))
@@ -142,6 +184,11 @@ class WandbTracker:
             logged["front_history"] = history
             logged["front_evolution"] = self._wandb.plot.line(history, "trial", "hypervolume",
                                                               title="hypervolume after each trial")
+        front = sorted((r for r in rows if r.get("on_front") and r.get("trial") in (pictures or {})),
+                       key=lambda r: (r.get(x) is None, r.get(x)))
+        if front:  # a list of images: wandb shows it as one media panel, captioned, in front order
+            logged["front_pictures"] = [self._wandb.Image(pictures[r["trial"]], caption=_caption(r, x, y))
+                                        for r in front]
         self.run.log(logged)
         self.run.summary["front_size"] = sum(1 for r in rows if r.get("on_front"))
 

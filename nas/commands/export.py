@@ -19,7 +19,8 @@ framework model's state dict (--weights) loads into `Net()` unchanged; --onnx al
 
 Given a search run folder instead, it exports trial N of that run (any trial, not only the front), with
 weights extracted from the run's trained supernet, into RUN_DIR/trials/N/ (model.py, weights.pt,
-arch.yaml); without --trial it re-exports the run's chosen point into RUN_DIR/best/."""
+arch.yaml); without --trial it re-exports the run's chosen point into RUN_DIR/best/, with its picture
+(arch.svg, arch.png: see `nas show`) and a README.md model card."""
 
 EPILOG = """\
 ARCH is an Arch YAML file (e.g. RUN/best/arch.yaml), a preset name (mobilenet_v2, resnet18, ...,

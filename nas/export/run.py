@@ -12,8 +12,10 @@ import sqlalchemy.exc
 from nas.data import make_loaders
 from nas.errors import MissingFile, UserError
 from nas.evaluation.classification import recalibrate_bn
+from nas.export.card import write_card
 from nas.export.code import save_weights, write_code, write_onnx
 from nas.io import atomic_write_text
+from nas.latency.stage import profile_of, saved_model
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.sections import load_spec
 from nas.tasks import task_for
@@ -79,11 +81,13 @@ def recalibrated_path(spec, supernet, arch):
 
 def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
                onnx: bool = False) -> tuple[int, dict, list[Path]]:
-    """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
-    in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); the weights are the trial's retrained
-    ones when the retrain stage trained it, else extracted from the run's supernet (BN recalibrated)."""
+    """Write trial `trial` of a search run (default: the chosen point, with its picture and README.md model card) as
+    model.py, weights.pt, arch.yaml (+ .onnx) in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen
+    point); the weights are the trial's retrained ones when the retrain stage trained it, else extracted from the
+    run's supernet (BN recalibrated)."""
     spec = run_spec(run_dir)
     default_out = Path(run_dir, "best") if trial is None else None
+    chosen = trial is None
     trial = chosen_trial(run_dir) if trial is None else int(trial)
     arch, metrics = trial_arch(run_dir, spec.name, trial)
     out = Path(out) if out is not None else default_out or Path(run_dir, "trials", str(trial))
@@ -117,4 +121,18 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
         model = model if model is not None else build_model(arch).eval()
         print("exporting ONNX (torch.export + onnxscript)...", file=sys.stderr, flush=True)
         written.append(write_onnx(model, arch, out / "model.onnx"))
+    if chosen:
+        written += chosen_card(run_dir, spec, arch, trial, out, weights)
     return trial, metrics, written
+
+
+def chosen_card(run_dir, spec, arch: Arch, trial: int, out: Path, weights: Path | None) -> list[Path]:
+    """The picture (arch.svg, arch.png) and README.md model card of the run's chosen point, as the search wrote
+    them into best/: quality and latency from summary.json, latency shares from the run's table."""
+    space = load_space(spec, arch)
+    summary = json.loads(Path(run_dir, "summary.json").read_text())
+    return write_card(out, arch, title=f"{spec.name}: trial {trial} ({space.name})", summary=summary, trial=trial,
+                      quality=task_for(spec.task, space).quality, search_mode=spec.search.mode,
+                      device=profile_of(spec.hardware).key(),
+                      latency_model=saved_model(space, spec.hardware, os.path.join(run_dir, "latency")),
+                      weights=weights.name if weights is not None else None)

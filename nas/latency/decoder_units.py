@@ -95,7 +95,7 @@ def decoder_units(dec: Decoder, pyr, sizes, input_size: int) -> list[Unit]:
     return units
 
 
-def _pyramid_units(levels: list[tuple[int, int]], extra: int) -> tuple[list[Unit], list[int]]:
+def pyramid_units(levels: list[tuple[int, int]], extra: int) -> tuple[list[Unit], list[int]]:
     """The pooling units of the `extra` pooled levels after tapped (channels, size) `levels`, and all sizes."""
     units, sizes = [], [s for _, s in levels]
     c = levels[-1][0]
@@ -113,7 +113,7 @@ def seg_arch_units(arch: Arch) -> list[Unit]:
     """Every unit of a dense-prediction `Arch` in order: [stn], encoder, pooled levels, decoder."""
     encoder, outs = encoder_units(arch)
     pyr = pyramid(arch)
-    pools, sizes = _pyramid_units([outs[i] for i in pyr.indices], pyr.extra)
+    pools, sizes = pyramid_units([outs[i] for i in pyr.indices], pyr.extra)
     stn = [stn_unit(arch.in_channels, arch.input_size)] if arch.decoder.stn else []
     return stn + encoder + pools + decoder_units(arch.decoder, pyr, sizes, arch.input_size)
 
@@ -125,9 +125,9 @@ def space_decoder_units(space) -> list[Unit]:
     outs = stage_channels(space)
     levels = [outs[i] for i in sample.indices]
     units = [stn_unit(space.in_channels, space.input_size)] if True in spec.stn else []
-    sizes = _pyramid_units(levels, sample.extra)[1]
+    sizes = pyramid_units(levels, sample.extra)[1]
     for c in sorted(levels[-1][0]):
-        units += _pyramid_units([(c, levels[-1][1])], sample.extra)[0]
+        units += pyramid_units([(c, levels[-1][1])], sample.extra)[0]
     for widths in itertools.product(*(sorted(ch) for ch, _ in levels)):
         pyr = Pyramid(sample.indices, widths + (widths[-1],) * sample.extra, sample.strides, sample.extra)
         for up, ctx, fusion, channels in itertools.product(spec.upsample, spec.context, spec.fusion, spec.channels):

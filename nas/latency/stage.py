@@ -1,10 +1,12 @@
 """The latency stage of a search: the profile from the spec, the table built incrementally, its calibration."""
 from __future__ import annotations
 
+import os
+
 from nas.io import say
 from nas.latency.predictor import LatencyModel, fit_calibration, space_signature
 from nas.latency.profile import DeviceProfile
-from nas.latency.table import LatencyTable
+from nas.latency.table import LatencyTable, table_path
 from nas.latency.units import space_units
 from nas.spec.schema import to_dict
 
@@ -39,3 +41,12 @@ def prepare(space, hardware, out_dir: str, progress: bool | None = None, seed: i
             say(f"latency: calibration '{cal.form}', leave-one-out error {100 * cal.loo_mape:.1f}%")
     return LatencyModel.for_space(table, space)
 
+
+
+def saved_model(space, hardware, out_dir: str):
+    """The `LatencyModel` a finished run predicted with (its table and, if fitted, its calibration for `space`),
+    read for display: a table measured on another machine is accepted; None when the run has no table."""
+    path = getattr(hardware, "table", None) or table_path(out_dir, profile_of(hardware))
+    if not os.path.isfile(path):
+        return None
+    return LatencyModel.for_space(LatencyTable.load(path, allow_foreign=True), space, require_calibration=False)

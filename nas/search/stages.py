@@ -27,6 +27,7 @@ from nas.search.front import (
 from nas.search.multi_trial import MultiTrialScorer
 from nas.search.objectives import ArchEvaluator
 from nas.search.pareto import dominates, hypervolume, non_dominated, to_minimisation
+from nas.search.pictures import best_card, front_pictures
 from nas.search.retrain import retrain_front
 from nas.search.spread import enqueue_first_trials
 from nas.search.study import finished_count, make_sampler, open_study
@@ -143,10 +144,14 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) ->
                 model = recalibrate_bn(supernet, ctx.loaders()[0], spec.search.bn_batches, arch=arch)
             export_best(ctx, arch, model, row)
             summary["best"], summary["best_from"] = row, "one_shot"
+    if "best" in summary:
+        best_card(ctx, summary, latency_model)
+    pictures = front_pictures(ctx, rows, latency_model)
     x, y = axes(ctx.objectives, ctx.directions)
-    write_local(ctx.dir, rows, x=x, y=y, reference=baseline, title=f"{spec.name}: {y} vs {x} ({ctx.space.name})")
+    write_local(ctx.dir, rows, x=x, y=y, reference=baseline, title=f"{spec.name}: {y} vs {x} ({ctx.space.name})",
+                pictures={t: svg for t, (svg, _) in pictures.items()})
     if tracker:
-        tracker.log_front(rows, x=x, y=y)
+        tracker.log_front(rows, x=x, y=y, pictures={t: png for t, (_, png) in pictures.items()})
         tracker.run.summary["hypervolume"] = summary["hypervolume"]
         tracker.finish()
     summary["seconds"] = round(time.time() - t0, 1)
@@ -196,7 +201,8 @@ def start_tracker(ctx: RunContext):
 
 
 def export_best(ctx: RunContext, arch, model, row) -> None:
-    """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or retrained), optional ONNX."""
+    """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or retrained), optional ONNX (its picture
+    and README.md model card follow once the summary is complete: `best_card`)."""
     best = ctx.path("best")
     os.makedirs(best, exist_ok=True)
     atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())

@@ -86,3 +86,13 @@ def test_front_chart_rows_without_front():
     rows = [{"trial": 0, "latency_ms": 2.0, "accuracy": 0.5}, {"trial": 1, "latency_ms": 1.0, "accuracy": 0.4}]
     assert [r[4] for r in front_chart_rows(rows, "latency_ms", "accuracy")] == ["trial", "trial"]
     assert [r[0] for r in front_chart_rows(rows, "latency_ms", "accuracy")] == [1, 0]
+
+
+def test_pareto_html_shows_the_hovered_trials_picture(tmp_path):
+    pictures = {0: "pictures/trial_0.svg", 2: "pictures/trial_2.svg"}
+    write_local(str(tmp_path), ROWS, pictures=pictures)
+    html = (tmp_path / "pareto.html").read_text().replace("\\u002f", "/")
+    assert '"pictures/trial_0.svg"' in html and '"pictures/trial_2.svg"' in html and "trial_1.svg" not in html
+    assert "plotly_hover" in html and "arch-picture" in html and "picture: pictures/trial_2.svg" in html
+    write_local(str(tmp_path), ROWS)  # no pictures: no script
+    assert "arch-picture" not in (tmp_path / "pareto.html").read_text()

@@ -75,6 +75,31 @@ def test_export_without_trial_rewrites_the_chosen_point(run_dir, tmp_path, capsy
     mine = torch.load(out / "weights.pt", weights_only=True)
     theirs = torch.load(os.path.join(run_dir, "best", "weights.pt"), weights_only=True)
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # and the same picture and model card
+    for name in ("arch.svg", "README.md"):
+        assert (out / name).read_text() == open(os.path.join(run_dir, "best", name)).read(), name
+    assert (out / "arch.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_a_trial_of_the_run(run_dir, capsys):
+    """`nas show RUN --trial N`: the trial's picture in RUN/pictures/, latency shares from the run's own table."""
+    trial = next(t for t in _study(run_dir).trials if t.number != 0)
+    assert main(["show", run_dir, "--trial", str(trial.number)]) == 0
+    out = capsys.readouterr().out
+    svg = os.path.join(run_dir, "pictures", f"trial_{trial.number}.svg")
+    assert f"wrote {svg}\nwrote {svg[:-4]}.png" in out
+    assert f"tiny: trial {trial.number} (tiny)" in out and "latency: cpu-t1-b1-float32 table" in out
+    assert "calibration for tiny@1x16)" in out
+    text = open(svg).read()
+    assert "predicted latency share" in text
+    arch = Arch.from_string(trial.user_attrs["arch"])
+    assert all(f">{layer.op}<" in text for layer in arch.layers())
+    # without --trial: the chosen point
+    best = json.load(open(os.path.join(run_dir, "summary.json")))["best"]["trial"]
+    assert main(["show", run_dir, "--quiet", "--no-png"]) == 0
+    assert capsys.readouterr().out == f"wrote {run_dir}/pictures/trial_{best}.svg\n"
+    assert main(["show", run_dir, "--trial", "99"]) == 2
+    assert capsys.readouterr().err == f"nas show: error: --trial 99: no such trial in {run_dir}; valid: 0..5\n"
 
 
 def test_export_trial_onnx_runs_in_onnxruntime(run_dir, tmp_path):

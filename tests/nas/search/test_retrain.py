@@ -58,6 +58,13 @@ def test_front_and_baseline_are_retrained_then_measured_side_by_side(tiny_spec):
     trained = torch.load(os.path.join(run_dir, "retrain", f"trial{best['trial']}", "checkpoint.pt"),
                          weights_only=True)["model"]
     assert weights.keys() == trained.keys() and all(torch.equal(weights[k], trained[k]) for k in weights)
+    # its model card: predicted and measured latency, one-shot and retrained (test) quality
+    card = open(os.path.join(run_dir, "best", "README.md")).read()
+    mine = retrained[best["trial"]]
+    assert (f"| `cpu-t1-b1-float32` | {front[best['trial']]['latency_ms']:.4g} | "
+            f"{mine['measured_latency_ms']:.4g} |") in card
+    assert f"| one-shot (supernet weights, val split) | {front[best['trial']]['accuracy']:.4g} |" in card
+    assert f"| retrained from scratch (1 epoch, test split) | {mine['test_accuracy']:.4g} |" in card
     _, _, written = export_run(run_dir, best["trial"], tmp_out := os.path.join(run_dir, "exported"))
     again = torch.load(os.path.join(tmp_out, "weights.pt"), weights_only=True)  # `nas export RUN --trial N` agrees
     assert all(torch.equal(again[k], trained[k]) for k in trained)

@@ -53,6 +53,26 @@ def test_search_end_to_end_then_resume(tiny_spec, monkeypatch):
     assert "_wandb.visualize.pareto_front" in run["config"]
     assert [h for h in run["history"] if "hypervolume" in h]
 
+    # every front trial's picture: in pictures/, shown by pareto.html on hover, logged to wandb; best/ has its card
+    fronts = sorted(int(f["trial"]) for f in front)
+    assert sorted(os.listdir(os.path.join(run_dir, "pictures"))) == sorted(
+        f"trial_{t}.{ext}" for t in fronts for ext in ("png", "svg"))
+    html = open(os.path.join(run_dir, "pareto.html")).read().replace("\\u002f", "/")
+    assert all(f'"pictures/trial_{t}.svg"' in html for t in fronts) and "arch-picture" in html
+    logged = next(h for h in run["history"] if "front_pictures.count" in h)
+    assert logged["front_pictures.count"] == len(fronts)
+    assert sorted(int(c.split(":")[0].split()[1]) for c in logged["front_pictures.captions"]) == fronts
+    for name in logged["front_pictures.filenames"]:
+        with open(os.path.join(find_offline_runs(run_dir)[0], "files", name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    card = open(os.path.join(run_dir, "best", "README.md")).read()
+    best = summary["best"]
+    assert f"# tiny: trial {best['trial']} (tiny)" in card and "![architecture](arch.png)" in card
+    assert f"| `cpu-t1-b1-float32` | {best['latency_ms']:.4g} | – |" in card
+    assert f"| one-shot (supernet weights, val split) | {best['accuracy']:.4g} |" in card
+    assert "from model import load_net" in card and best["arch"] in card
+    assert "predicted latency share" in open(os.path.join(run_dir, "best", "arch.svg")).read()
+
     # the exported model runs standalone and matches the supernet path it was extracted from
     out = subprocess.run([sys.executable, "-I", os.path.join(run_dir, "best", "model.py")], capture_output=True,
                          text=True, cwd=os.path.join(run_dir, "best"), timeout=120)

@@ -56,6 +56,11 @@ def test_segmentation_search_end_to_end(tiny_seg_spec, monkeypatch):
     best = json.load(open(os.path.join(run_dir, "summary.json")))["best"]
     arch = Arch.from_yaml(open(os.path.join(run_dir, "best", "arch.yaml")).read())
     assert arch.to_string() == best["arch"] and arch.decoder is not None
+    # its picture draws the decoder, its model card says what the network outputs and scored
+    svg = open(os.path.join(run_dir, "best", "arch.svg")).read()
+    assert f">{arch.decoder.upsample}<" in svg and ">lateral<" in svg and "predicted latency share" in svg
+    card = open(os.path.join(run_dir, "best", "README.md")).read()
+    assert "| output | N x 3 x H x W logits (per-pixel classes) |" in card and f"| {best['miou']:.4g} |" in card
     spec = load_spec(os.path.join(run_dir, "spec.yaml"))
     reference = recalibrated_path(spec, run_supernet(run_dir, spec, load_space(spec, arch)), arch)
     module_spec = importlib.util.spec_from_file_location("seg_best", os.path.join(run_dir, "best", "model.py"))
