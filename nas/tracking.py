@@ -7,6 +7,7 @@ import io
 import json
 import os
 import struct
+import time
 from typing import Any, Sequence
 
 from nas.io import atomic_write_bytes, atomic_write_text
@@ -220,19 +221,24 @@ def _leveldb_records(data: bytes):
             pending = b""
 
 
-def read_offline_run(run_path: str) -> dict[str, Any]:
-    """Read an offline wandb run folder back: history rows, summary, config and logged tables."""
+def read_offline_run(run_path: str, wait_s: float = 30.0) -> dict[str, Any]:
+    """Read an offline wandb run folder back: history rows, summary, config and logged tables (waiting up to
+    `wait_s` for a just-finished run's log to be complete)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     files = glob.glob(os.path.join(run_path, "*.wandb"))
     if not files:
         raise FileNotFoundError(f"no .wandb file in '{run_path}' (expected wandb/offline-run-*/run-*.wandb)")
-    with open(files[0], "rb") as f:
-        data = f.read()
+    # `run.finish()` can return before wandb's service has written the log: wait for the run's exit record
+    deadline = time.monotonic() + wait_s
+    while True:
+        with open(files[0], "rb") as f:
+            records = [pb.Record.FromString(raw) for raw in _leveldb_records(f.read())]
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "tables": {}}
-    for raw in _leveldb_records(data):
-        rec = pb.Record()
-        rec.ParseFromString(raw)
+    for rec in records:
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             out["history"].append({".".join(i.nested_key) or i.key: json.loads(i.value_json) for i in rec.history.item})
