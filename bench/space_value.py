@@ -208,8 +208,8 @@ def ops_of(arch_string: str) -> tuple[set[str], set[str]]:
     from search_spaces import Arch
 
     arch = Arch.from_string(arch_string)
-    layers = [l for s in arch.stages for l in s]
-    return {l.op for l in layers}, {p.op for l in layers for p in l.plugins}
+    layers = [layer for s in arch.stages for layer in s]
+    return {layer.op for layer in layers}, {p.op for layer in layers for p in layer.plugins}
 
 
 def main(argv=None) -> int:

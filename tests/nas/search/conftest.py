@@ -1,8 +1,7 @@
 """A tiny search space and spec so that whole searches run in seconds in the test suite."""
 import pytest
-import torch
 
-from tiny_space import TINY_SEG_SPACE, TINY_SPACE
+from tiny_space import TINY_SEG_SPACE, tiny_spec_in
 
 
 @pytest.fixture
@@ -15,23 +14,6 @@ def tiny_spec(tmp_path):
 def tiny_spec_module(tmp_path_factory):
     """tiny_spec for a module that shares one search run among its tests."""
     return tiny_spec_in(tmp_path_factory.mktemp("tiny"))
-
-
-def tiny_spec_in(folder, name: str = "tiny", space_text: str = TINY_SPACE, **sections) -> dict:
-    """The tiny_spec dict for a run in `folder/run` (a space of its own and other sections when given)."""
-    torch.set_num_threads(1)
-    space = folder / f"{name}.yaml"
-    space.write_text(space_text)
-    return {
-        "name": name, "seed": 0, "run_dir": str(folder / "run"),
-        "data": {"name": "digits", "input_size": 16, "batch_size": 128},
-        "space": {"name": str(space)},
-        "supernet": {"epochs": 2, "lr": 0.1, "warmup_epochs": 0},
-        "hardware": {"kind": "cpu", "threads": 1, "calibration_archs": 3, "warmup": 2, "repeats": 10},
-        "search": {"trials": 6, "population": 4, "bn_batches": 1},
-        "tracking": {"wandb": {"mode": "offline"}},
-        **sections,
-    }
 
 
 @pytest.fixture

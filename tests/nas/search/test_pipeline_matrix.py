@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import tiny_spec_in
+from tiny_space import tiny_spec_in
 from nas.latency import stage as latency_stage
 from nas.search.runner import SearchRun
 from nas.spec.resolve import load_space, load_splits

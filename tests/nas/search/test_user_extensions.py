@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import tiny_spec_in
+from tiny_space import tiny_spec_in
 from nas.evaluation.classification import evaluate
 from nas.search.runner import SearchRun
 from nas.spec.schema import SpecError

@@ -1,4 +1,5 @@
-"""A tiny search space so that whole searches run in seconds in the test suite."""
+"""A tiny search space and spec so that whole searches run in seconds in the test suite."""
+import torch
 
 TINY_SPACE = """
 name: tiny
@@ -31,3 +32,20 @@ decoder:
   stn: [true, false]
   channels: [8, 16]
 """
+
+
+def tiny_spec_in(folder, name: str = "tiny", space_text: str = TINY_SPACE, **sections) -> dict:
+    """The tiny_spec dict for a run in `folder/run` (a space of its own and other sections when given)."""
+    torch.set_num_threads(1)
+    space = folder / f"{name}.yaml"
+    space.write_text(space_text)
+    return {
+        "name": name, "seed": 0, "run_dir": str(folder / "run"),
+        "data": {"name": "digits", "input_size": 16, "batch_size": 128},
+        "space": {"name": str(space)},
+        "supernet": {"epochs": 2, "lr": 0.1, "warmup_epochs": 0},
+        "hardware": {"kind": "cpu", "threads": 1, "calibration_archs": 3, "warmup": 2, "repeats": 10},
+        "search": {"trials": 6, "population": 4, "bn_batches": 1},
+        "tracking": {"wandb": {"mode": "offline"}},
+        **sections,
+    }
