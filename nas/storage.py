@@ -84,9 +84,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             raise UserError(f"search.storage: journal file {path} cannot be opened ({e})") from None
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-    except ModuleNotFoundError as e:
-        raise UserError(f"search.storage: {masked(url)} needs the database driver '{e.name}' (e.g. pip install "
-                        f"psycopg2-binary for postgresql)") from None
+    except ImportError as e:  # Optuna's "Failed to import DB access module", the driver's name in its cause
+        missing = getattr(e.__cause__, "name", None) or "its driver"
+        raise UserError(f"search.storage: {masked(url)} needs the database driver module '{missing}' (for "
+                        f"postgresql: pip install 'psycopg[binary]')") from None
     except STORAGE_ERRORS as e:
         if local_file(url) is not None:
             raise UserError(unreadable_study(local_file(url), e)) from None

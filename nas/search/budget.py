@@ -11,6 +11,8 @@ not done: the driver fails it once no process is left that could be running it, 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import time
 import warnings
@@ -87,6 +89,7 @@ def run_budget(study: optuna.Study, objective, budget: int, timeout: float | Non
             trial = claim(study, budget)
             if trial is None:
                 break
+            trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
             run_one(study, trial, objective)
             n += 1
             bar.update()

@@ -20,7 +20,7 @@ from nas.search.worker import check_worker, run_worker
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
 from nas.spec.sections import COST_METRICS, Spec
-from nas.storage import local_file, resolve
+from nas.storage import local_file, open_storage, resolve
 from nas.tasks import task_for
 from search_spaces.loader import parse_yaml
 
@@ -61,6 +61,9 @@ class SearchRun:
         check_objectives(task, spec)
         check_hardware(spec)
         check_constraints_before_latency(space, spec, task)
+        url = resolve(spec.search.storage, self.dir)
+        if local_file(url) is None:
+            open_storage(url)  # a database server that cannot be reached is one line before any work
         if worker:
             check_worker(spec)
         elif resume and not os.path.isfile(os.path.join(self.dir, "spec.yaml")):

@@ -18,7 +18,7 @@ from nas.runlock import RunLock, RunLocked, holder_pid
 from nas.storage import masked
 
 OPEN = "trials.open"
-NO_DRIVER_GRACE_S = 5.0  # a driver between its set-up and its run releases the lock for an instant
+NO_DRIVER_GRACE_S = 10.0  # a driver starting beside its workers, or between its set-up and run, holds no lock
 
 
 def close_trials(run_dir: str) -> None:
