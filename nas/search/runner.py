@@ -30,6 +30,8 @@ RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.spread_trials"
                      "retrain", "tracking", "export", "run_dir"}
 # what makes a folder hold a run: results a changed spec would contradict (latency/ is not among them: its table
 # is keyed by device profile and unit, its calibrations by space, so it serves any spec that measures the same)
+# what a worker's spec may change from the driver's: where it runs and how long (trials and sampler are the study's)
+WORKER_CHANGES = {"search.timeout_s", "search.ray.address", "distributed", "retrain", "tracking", "export", "run_dir"}
 LOCK_WAIT_S = 1.0  # a worker waiting for the driver probes the lock (shared) for an instant
 RESULTS = ("study.db", os.path.join("supernet", "checkpoint.pt"), "summary.json", "ray", "retrain", "best")
 
@@ -139,7 +141,17 @@ class SearchRun:
 
     def work(self, wait_s: float) -> dict[str, Any]:
         """`nas search --worker`: wait for the driver, then run trials of its study until none is left."""
-        return run_worker(self, wait_s)
+        return run_worker(self, wait_s, check=self._same_spec_as_driver)
+
+    def _same_spec_as_driver(self) -> None:
+        """A worker's spec is the driver's (RUN/spec.yaml) but for where and how long it runs."""
+        spec_path = os.path.join(self.dir, "spec.yaml")
+        with open(spec_path) as f:
+            driver = parse_yaml(f, spec_path, SpecError)
+        changed = _first_difference(driver, parse_yaml(self.spec.to_yaml(), "spec", SpecError), ignore=WORKER_CHANGES)
+        if changed:
+            raise SpecError(f"--worker: the spec differs from the driver's {spec_path} at '{changed}'; a worker runs "
+                            f"the driver's search (only {', '.join(sorted(WORKER_CHANGES))} may differ)")
 
 
 def holds_run(folder: str) -> bool:

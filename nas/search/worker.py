@@ -37,11 +37,14 @@ def worker_seed(seed: int) -> int:
     return (seed + 1 + os.getpid()) % 2 ** 32
 
 
-def run_worker(run, wait_s: float) -> dict[str, Any]:
-    """Wait for the driver's trials, load what it prepared, claim trials until none is left; a summary dict."""
+def run_worker(run, wait_s: float, check=None) -> dict[str, Any]:
+    """Wait for the driver's trials, `check()` the spec against the driver's, load what it prepared, claim trials
+    until none is left; a summary dict."""
     ctx, spec = run.ctx, run.spec
     lock = wait_for_driver(ctx.dir, wait_s, ctx.say)
     try:
+        if check is not None:
+            check()
         latency_model = run.latency_model()  # complete in the folder by now: nothing is measured
         constraints = run.constraints(latency_model)
         score = None

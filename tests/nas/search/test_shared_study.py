@@ -129,3 +129,20 @@ def test_worker_without_a_driver_is_one_line(tmp_path, capsys):
     assert main(["search", str(spec_file), "--worker", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("nas search: error: --worker: no driver runs the search in"), err
+
+
+def test_worker_with_another_spec_than_the_driver_is_one_line(tmp_path, capsys):
+    from nas.cli import main
+
+    spec = shared_spec(tmp_path, "journal:study.log")
+    os.makedirs(spec["run_dir"])
+    driver = load_spec({**spec, "search": {**spec["search"], "trials": TRIALS + 1}})
+    with open(os.path.join(spec["run_dir"], "spec.yaml"), "w") as f:
+        f.write(driver.to_yaml())
+    open(os.path.join(spec["run_dir"], "trials.open"), "w").close()  # as a driver in its trials leaves it
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["search", str(spec_file), "--worker", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("nas search: error: --worker: the spec differs from the driver's ") and \
+        err[-1].count("'search.trials'") == 1, err
