@@ -28,11 +28,11 @@ from search_spaces.loader import parse_yaml
 # on a Ray cluster; the global batch keeps supernet training the same at any process count)
 RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.spread_trials", "search.ray.address", "distributed",
                      "retrain", "tracking", "export", "run_dir"}
-# what makes a folder hold a run: results a changed spec would contradict (latency/ is not among them: its table
-# is keyed by device profile and unit, its calibrations by space, so it serves any spec that measures the same)
 # what a worker's spec may change from the driver's: where it runs and how long (trials and sampler are the study's)
 WORKER_CHANGES = {"search.timeout_s", "search.ray.address", "distributed", "retrain", "tracking", "export", "run_dir"}
 LOCK_WAIT_S = 1.0  # a worker waiting for the driver probes the lock (shared) for an instant
+# what makes a folder hold a run: results a changed spec would contradict (latency/ is not among them: its table
+# is keyed by device profile and unit, its calibrations by space, so it serves any spec that measures the same)
 RESULTS = ("study.db", os.path.join("supernet", "checkpoint.pt"), "summary.json", "ray", "retrain", "best")
 
 

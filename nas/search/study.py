@@ -1,4 +1,4 @@
-"""In-process search with the run's Optuna study (search.storage): samplers, constraints, resume, repeated-arch cache."""
+"""In-process search with the run's Optuna study: samplers, constraints, resume, repeated-arch cache."""
 from __future__ import annotations
 
 import math

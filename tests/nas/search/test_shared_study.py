@@ -5,8 +5,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import optuna
@@ -36,19 +38,41 @@ def shared_spec(folder, storage: str) -> dict:
 
 
 def run_driver_and_workers(spec: dict, folder) -> tuple[list[subprocess.Popen], list[subprocess.CompletedProcess]]:
-    """`nas search SPEC` and WORKERS `nas search SPEC --worker` started together (the workers wait for the driver's
-    supernet and latency table), all to the end."""
+    """`nas search SPEC`, held (SIGSTOP) in its latency stage until WORKERS `nas search SPEC --worker` wait for it,
+    then all to the end."""
     spec_file = folder / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "PYTHONPATH": REPO, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-m", "nas.cli", "search", str(spec_file), "--quiet"]
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    procs += [subprocess.Popen(argv + ["--worker", "--wait", "300"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(WORKERS)]
+    errs = [folder / f"stderr-{i}.txt" for i in range(1 + WORKERS)]
+
+    def start(args, err):
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err.open("w"), text=True)
+
+    def wait_until(ready, procs):
+        t0 = time.time()
+        while not ready():
+            assert all(p.poll() is None for p in procs), [e.read_text() for e in errs]
+            assert time.time() - t0 < 240, [e.read_text() for e in errs]
+            time.sleep(0.1)
+
+    procs = [start(argv, errs[0])]
     out = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=300)
-        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    try:
+        wait_until(lambda: os.path.isdir(os.path.join(spec["run_dir"], "latency")), procs)  # in run(): locked
+        procs[0].send_signal(signal.SIGSTOP)
+        procs += [start(argv + ["--worker", "--wait", "300"], err) for err in errs[1:]]
+        wait_until(lambda: all("worker: waiting for the driver" in e.read_text() for e in errs[1:]), procs[1:])
+        procs[0].send_signal(signal.SIGCONT)
+        for p, err in zip(procs, errs):
+            stdout = p.communicate(timeout=300)[0]
+            out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, err.read_text()))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait()
     for o in out:
         assert o.returncode == 0, o.stderr
     return procs, out
