@@ -18,9 +18,11 @@ raised, run in a new Tune experiment (a "segment" in ray/) over the same study; 
 """
 from __future__ import annotations
 
+import copy
 import glob
 import math
 import os
+import pickle
 import warnings
 from typing import Any, Callable
 
@@ -29,7 +31,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from nas.data import make_loaders
-from nas.io import atomic_write_text
+from nas.io import atomic_write_bytes, atomic_write_text
 from nas.search.multi_trial import ParetoHalving, rung_point, stopping_rule, train_candidate
 from nas.search.objectives import ArchEvaluator, objective_values
 from nas.search.study import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
@@ -43,6 +45,7 @@ from nas.training.loop import TrainingDiverged
 
 DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
 _HOOKS: dict[str, Callable] = {}  # study storage URL -> the driver's on_trial(trial, arch, metrics); never pickled
+_RUN_STUDY: dict[str, str] = {}  # "url": the study of the driver's run, where a restored StudySearch binds
 _WORKER: dict[str, Any] = {}  # per Ray actor process: the run's loaders (and supernet), loaded once
 
 
@@ -63,6 +66,13 @@ class ArchSpace:
         return {"cost": cost, "cached": {q: hit[q] for q in self.evaluator.quality if q in hit} if hit else None}
 
 
+def _unbound(trial: optuna.Trial) -> optuna.Trial:
+    """A copy of a live trial without its study and storage (StudySearch binds them again when restored)."""
+    out = copy.copy(trial)
+    out.study = out.storage = None
+    return out
+
+
 class StudySearch(OptunaSearch):
     """OptunaSearch that records what the in-process executor records, and tells ASHA-stopped trials PRUNED."""
 
@@ -72,6 +82,33 @@ class StudySearch(OptunaSearch):
                          mode=["max" if d == "maximize" else "min" for d in directions],
                          sampler=sampler, study_name=study_name, storage=storage)
         self._objectives, self._trial_epochs, self._hook_key = list(objectives), trial_epochs, hook_key
+
+    # Tune pickles the searcher (tuner.pkl, searcher-state-*.pkl) and restores it from there: the study is kept by
+    # URL, its trials without their live storage, so a run folder moved since (`mv`) restores against the study
+    # where it lies now (`_RUN_STUDY`, set by the driver), not the absolute path it had
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_storage"] = state["_ot_study"] = None
+        state["_ot_trials"] = {k: _unbound(t) for k, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind()
+
+    def save(self, checkpoint_path: str) -> None:
+        atomic_write_bytes(checkpoint_path, pickle.dumps(self.__getstate__()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
+
+    def _bind(self) -> None:
+        self._hook_key = url = _RUN_STUDY.get("url", self._hook_key)
+        self._storage = open_storage(url)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+        for t in self._ot_trials.values():
+            t.study, t.storage = self._ot_study, self._ot_study._storage
 
     def suggest(self, trial_id: str) -> dict | None:
         with warnings.catch_warnings():  # "Define-by-run function ... took 1.4 seconds": it prices the arch
@@ -288,6 +325,7 @@ def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = No
     past = segments(root)
     timed = spec.search.timeout_s is not None
     _HOOKS[storage_url] = on_trial
+    _RUN_STUDY["url"] = storage_url
     try:
         if past and restorable(past[-1]):
             ctx.say(f"search: continuing the interrupted Ray Tune experiment {past[-1]}")
@@ -314,4 +352,5 @@ def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = No
             _close_segment(os.path.join(root, name), tuner.fit(), todo, timed, study)
     finally:
         _HOOKS.pop(storage_url, None)
+        _RUN_STUDY.clear()
     return optuna.load_study(study_name=spec.name, storage=open_storage(storage_url))
