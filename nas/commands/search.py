@@ -24,6 +24,12 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec key, e.g. search.trials=50 (repeatable; VALUE is read as YAML)")
     p.add_argument("--resume", action="store_true", help="continue the run in the spec's run folder")
+    p.add_argument("--worker", action="store_true",
+                   help="join the running search of the same spec from another process or machine (sharing its "
+                        "run folder and search.storage): wait for its supernet and latency table, run trials of its "
+                        "study until search.trials are done; the driver writes the front")
+    p.add_argument("--wait", type=float, default=3600.0, metavar="SECONDS",
+                   help="--worker: how long to wait for the driver to open its trials (default: 3600)")
     p.add_argument("--print-spec", action="store_true", help="print the fully resolved spec with defaults and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -48,7 +54,14 @@ def run(args) -> int:
         return 0
     if not args.spec:
         raise UserError("a spec file is needed, e.g. `nas search experiments/quickstart.yaml`")
-    search = SearchRun(spec, resume=args.resume, progress=False if args.quiet else None)
+    if args.worker and args.resume:
+        raise UserError("--worker joins the driver's run as it is; drop --resume (the driver resumes the run)")
+    search = SearchRun(spec, resume=args.resume, progress=False if args.quiet else None, worker=args.worker)
+    if args.worker:
+        w = search.work(args.wait)
+        print(f"worker: ran {w['ran']} trials; the study ({w['study']}) holds {w['done']} of {w['trials']} done; "
+              f"the driver writes the front to {search.dir}/")
+        return 0
     summary = search.run()
     print(format_summary(summary, search.dir))
     return 0

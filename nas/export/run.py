@@ -18,6 +18,7 @@ from nas.io import atomic_write_text
 from nas.latency.stage import profile_of, saved_model
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.sections import load_spec
+from nas.storage import local_file, masked, open_storage, resolve
 from nas.tasks import task_for
 from nas.training.checkpoint import CHECKPOINT, load_trained
 from search_spaces import Arch, build_model
@@ -27,19 +28,24 @@ RUN_FILES = ("spec.yaml", "study.db")
 
 def run_spec(run_dir: str | os.PathLike):
     """The spec of the search run in `run_dir`; a folder that is not one is one line naming what is expected."""
-    missing = [f for f in RUN_FILES if not (Path(run_dir) / f).is_file()]
+    spec_file = Path(run_dir) / "spec.yaml"
+    spec = load_spec(str(spec_file)) if spec_file.is_file() else None
+    study = [] if spec is not None and spec.search.storage else ["study.db"]  # else the study lies elsewhere
+    missing = [f for f in ("spec.yaml", *study) if not (Path(run_dir) / f).is_file()]
     if missing:
         raise MissingFile(f"{run_dir}: not a search run folder (no {', '.join(missing)}; a run written by "
                                 f"`nas search` holds {', '.join(RUN_FILES)}, supernet/, summary.json)")
-    return load_spec(str(Path(run_dir) / "spec.yaml"))
+    return spec
 
 
-def trial_arch(run_dir: str | os.PathLike, name: str, trial: int) -> tuple[Arch, dict]:
-    """The Arch of trial `trial` of the run's study (user attr "arch") and its recorded metrics."""
+def trial_arch(run_dir: str | os.PathLike, name: str, trial: int, storage: str | None = None) -> tuple[Arch, dict]:
+    """The Arch of trial `trial` of the run's study (user attr "arch", the study at `search.storage`, by default
+    RUN/study.db) and its recorded metrics."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    path = Path(run_dir, "study.db")
+    url = resolve(storage, str(run_dir))
+    path = local_file(url) or masked(url)
     try:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{path.resolve()}")
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
         trials = {t.number: t for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
     except KeyError:
         raise UserError(f"{path} holds no study named '{name}' (the spec's name)") from None
@@ -89,7 +95,7 @@ def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | 
     default_out = Path(run_dir, "best") if trial is None else None
     chosen = trial is None
     trial = chosen_trial(run_dir) if trial is None else int(trial)
-    arch, metrics = trial_arch(run_dir, spec.name, trial)
+    arch, metrics = trial_arch(run_dir, spec.name, trial, spec.search.storage)
     out = Path(out) if out is not None else default_out or Path(run_dir, "trials", str(trial))
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "arch.yaml"]

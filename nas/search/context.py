@@ -23,6 +23,7 @@ class RunContext:
     space: SearchSpace
     task: Task
     progress: bool | None = None
+    log: bool = True  # keep progress lines in RUN/search.log (a worker writes nothing in the run folder)
 
     @property
     def objectives(self) -> list[str]:
@@ -48,6 +49,8 @@ class RunContext:
     def say(self, msg: str) -> None:
         """A progress line for the user (stderr), also kept in the run folder's search.log."""
         say(msg)
+        if not self.log:
+            return
         with open(self.path("search.log"), "a") as f:
             f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
 

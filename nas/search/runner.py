@@ -14,10 +14,13 @@ from nas.latency import stage as latency_stage
 from nas.runlock import RunLock
 from nas.search.constraints import Constraint, check_achievable
 from nas.search.context import RunContext
+from nas.search.shared import close_trials
 from nas.search.stages import search_and_report, trained_supernet
+from nas.search.worker import check_worker, run_worker
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
 from nas.spec.sections import COST_METRICS, Spec
+from nas.storage import local_file, open_storage, resolve
 from nas.tasks import task_for
 from search_spaces.loader import parse_yaml
 
@@ -25,6 +28,9 @@ from search_spaces.loader import parse_yaml
 # on a Ray cluster; the global batch keeps supernet training the same at any process count)
 RESUMABLE_CHANGES = {"search.trials", "search.timeout_s", "search.spread_trials", "search.ray.address", "distributed",
                      "retrain", "tracking", "export", "run_dir"}
+# what a worker's spec may change from the driver's: where it runs and how long (trials and sampler are the study's)
+WORKER_CHANGES = {"search.timeout_s", "search.ray.address", "distributed", "retrain", "tracking", "export", "run_dir"}
+LOCK_WAIT_S = 1.0  # a worker waiting for the driver probes the lock (shared) for an instant
 # what makes a folder hold a run: results a changed spec would contradict (latency/ is not among them: its table
 # is keyed by device profile and unit, its calibrations by space, so it serves any spec that measures the same)
 RESULTS = ("study.db", os.path.join("supernet", "checkpoint.pt"), "summary.json", "ray", "retrain", "best")
@@ -40,16 +46,16 @@ class SearchRun:
 
     Lock: `run()` holds an exclusive OS lock on RUN/.lock (nas.runlock) for its whole life, as does `nas train`;
     a second process on the folder gets one line with the holder's PID, and the kernel releases the lock when
-    the holder dies, so a killed run resumes at once. With shared-storage workers (`nas search --worker` joining
-    a study, not built yet) a worker would take the lock shared and only append trials through Optuna's
-    storage, the driver exclusive for the stages that write the folder (table, supernet, front, export).
+    the holder dies, so a killed run resumes at once. A `worker=True` run (`nas search --worker`) writes nothing
+    in the folder: it waits for the driver's trials, holding the lock shared, and only appends trials through
+    Optuna's storage (nas.search.shared, nas.search.worker).
     """
 
-    def __init__(self, spec: Spec, resume: bool = False, progress: bool | None = None):
+    def __init__(self, spec: Spec, resume: bool = False, progress: bool | None = None, worker: bool = False):
         self.spec = spec
         self.dir = spec.out_dir
         self.resume = resume
-        self.progress = progress
+        self.progress, self.worker = progress, worker
         splits = load_splits(spec)
         space = load_space(spec, splits)
         task = task_for(spec.task, space)
@@ -57,12 +63,18 @@ class SearchRun:
         check_objectives(task, spec)
         check_hardware(spec)
         check_constraints_before_latency(space, spec, task)
-        if resume and not os.path.isfile(os.path.join(self.dir, "spec.yaml")):
+        url = resolve(spec.search.storage, self.dir)
+        if local_file(url) is None:
+            open_storage(url)  # a database server that cannot be reached is one line before any work
+        if worker:
+            check_worker(spec)
+        elif resume and not os.path.isfile(os.path.join(self.dir, "spec.yaml")):
             raise MissingFile(f"--resume: '{self.dir}' holds no run to resume (no spec.yaml); drop --resume to start "
                               f"one, or name a moved run folder: `nas search RUN_DIR --resume`")
-        with RunLock(self.dir, "nas search"):
-            self._prepare_dir()
-        self.ctx = RunContext(spec, self.dir, splits, space, task, progress)
+        if not worker:
+            with RunLock(self.dir, "nas search", wait_s=LOCK_WAIT_S):
+                self._prepare_dir()
+        self.ctx = RunContext(spec, self.dir, splits, space, task, progress, log=not worker)
 
     @property
     def space(self):
@@ -76,7 +88,7 @@ class SearchRun:
     def _prepare_dir(self) -> None:
         spec_path = os.path.join(self.dir, "spec.yaml")
         text = self.spec.to_yaml()
-        if holds_run(self.dir):
+        if holds_run(self.dir) or self._study_file_exists():
             if not self.resume:
                 raise SpecError(f"run folder '{self.dir}' already holds a run; pass --resume to continue it, or "
                                 f"choose another with --set run_dir=PATH")
@@ -89,6 +101,12 @@ class SearchRun:
                                 f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume")
         os.makedirs(self.dir, exist_ok=True)
         atomic_write_text(spec_path, text)
+
+    def _study_file_exists(self) -> bool:
+        """A `search.storage` file inside the run folder (a journal) holds results as study.db does."""
+        f = local_file(resolve(self.spec.search.storage, self.dir))
+        inside = f is not None and os.path.abspath(f).startswith(os.path.abspath(self.dir) + os.sep)
+        return inside and os.path.exists(os.path.join(self.dir, "spec.yaml")) and os.path.exists(f)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
@@ -112,12 +130,28 @@ class SearchRun:
         return trained_supernet(self.ctx)
 
     def run(self) -> dict[str, Any]:
-        """Every stage, holding the run folder's lock (a second process on the folder is refused)."""
-        with RunLock(self.dir, "nas search"):
+        """Every stage, holding the run folder's lock (a second process on the folder is refused); `--worker`
+        processes may join the trials meanwhile."""
+        with RunLock(self.dir, "nas search", wait_s=LOCK_WAIT_S) as lock:
+            close_trials(self.dir)
             t0 = time.time()
             latency_model = self.latency_model()
             constraints = self.constraints(latency_model)
-            return search_and_report(self.ctx, latency_model, constraints, t0)
+            return search_and_report(self.ctx, latency_model, constraints, t0, lock=lock)
+
+    def work(self, wait_s: float) -> dict[str, Any]:
+        """`nas search --worker`: wait for the driver, then run trials of its study until none is left."""
+        return run_worker(self, wait_s, check=self._same_spec_as_driver)
+
+    def _same_spec_as_driver(self) -> None:
+        """A worker's spec is the driver's (RUN/spec.yaml) but for where and how long it runs."""
+        spec_path = os.path.join(self.dir, "spec.yaml")
+        with open(spec_path) as f:
+            driver = parse_yaml(f, spec_path, SpecError)
+        changed = _first_difference(driver, parse_yaml(self.spec.to_yaml(), "spec", SpecError), ignore=WORKER_CHANGES)
+        if changed:
+            raise SpecError(f"--worker: the spec differs from the driver's {spec_path} at '{changed}'; a worker runs "
+                            f"the driver's search (only {', '.join(sorted(WORKER_CHANGES))} may differ)")
 
 
 def holds_run(folder: str) -> bool:

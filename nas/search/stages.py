@@ -32,6 +32,7 @@ from nas.search.retrain import retrain_front
 from nas.search.spread import enqueue_first_trials
 from nas.search.study import finished_count, make_sampler, open_study
 from nas.spec.schema import to_dict
+from nas.storage import local_file, masked, resolve
 from nas.tracking import WandbTracker, write_local
 from nas.training.checkpoint import read_checkpoint
 from search_spaces import Arch
@@ -72,9 +73,11 @@ def one_shot_scorer(ctx: RunContext, supernet):
     return score
 
 
-def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) -> dict[str, Any]:
-    """Score trials until the study holds `search.trials`, then the front, retraining, export and tracking."""
+def search_and_report(ctx: RunContext, latency_model, constraints, t0: float, lock=None) -> dict[str, Any]:
+    """Score trials until the study holds `search.trials` (`nas search --worker` processes may join while this
+    process holds the run folder's `lock`), then the front, retraining, export and tracking."""
     spec = ctx.spec
+    url = resolve(spec.search.storage, ctx.dir)
     ray = spec.search.executor == "ray"
     if ray:
         from nas.search.executors.ray_tune import connect, run_ray_search  # ray: a heavy optional dependency
@@ -91,7 +94,7 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) ->
     ref = reference_point(ctx, evaluator)
     tracker = start_tracker(ctx)
     study = open_study(ctx.dir, spec.name, ctx.directions,
-                       make_sampler(spec.search.sampler, spec.seed, spec.search.population))
+                       make_sampler(spec.search.sampler, spec.seed, spec.search.population), storage=url)
     spread, metric = enqueue_first_trials(ctx, study, evaluator)
     if spread:
         ctx.say(f"search: the first {spread} trials spread over the space's {metric} range")
@@ -110,13 +113,13 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float) ->
             tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0,
                               front_size=len(front_pts))
 
-    done = f"{finished_count(study)} already done in {os.path.join(ctx.dir, 'study.db')}"
+    done = f"{finished_count(study)} already done in {study_place(ctx)}"
     if ray:
         ctx.say(f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, {done})")
         study = run_ray_search(ctx, evaluator, on_trial=on_trial)
     else:
         ctx.say(f"search: {spec.search.trials} trials with {spec.search.sampler} ({done})")
-        run_local(ctx, study, evaluator, on_trial=on_trial)
+        run_local(ctx, study, evaluator, on_trial=on_trial, lock=lock, url=url)
 
     rows = trial_rows(study, ctx.objectives, ctx.directions)
     complete = sum(r["ok"] for r in rows)
@@ -172,7 +175,13 @@ def no_result_message(ctx: RunContext, rows) -> str:
            f"{', '.join(ctx.task.quality)})" if not scored else
            "every scored trial's objectives were NaN (training diverged: lower supernet.lr?)")
     return (f"search: none of {len(rows)} trials completed ({', '.join(f'{n} {s}' for s, n in states.items())}): "
-            f"{why}; see {ctx.path('search.log')} and {ctx.path('study.db')}")
+            f"{why}; see {ctx.path('search.log')} and {study_place(ctx)}")
+
+
+def study_place(ctx: RunContext) -> str:
+    """Where the run's study lies: its file, or the database URL without password."""
+    url = resolve(ctx.spec.search.storage, ctx.dir)
+    return local_file(url) or masked(url)
 
 
 def choose_retrained(ctx: RunContext, retrained: list[dict[str, Any]]):

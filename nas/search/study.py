@@ -1,21 +1,18 @@
-"""In-process search with an Optuna study in SQLite: samplers, constraints, resume, repeated-arch cache."""
+"""In-process search with the run's Optuna study: samplers, constraints, resume, repeated-arch cache."""
 from __future__ import annotations
 
-import logging
 import math
-import os
-import sys
 import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
-import sqlalchemy.exc
 
 from nas.errors import UserError
+from nas.search.budget import counts_as_done, fill, finished_count, run_budget  # noqa: F401 (re-exported)
 from nas.search.objectives import ArchEvaluator, objective_values
+from nas.storage import STORAGE_ERRORS, local_file, masked, open_storage, resolve, unreadable_study
 from search_spaces import Arch
 
-STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {}
 
 
@@ -76,22 +73,15 @@ def set_constraints(trial, evaluator: ArchEvaluator, cost: dict[str, float]) -> 
 
 def open_study(run_dir: str, name: str, directions: Sequence[str], sampler: optuna.samplers.BaseSampler,
                storage: str | None = None) -> optuna.Study:
-    """Create or load the run's study (SQLite in the run folder; optuna-dashboard can open it); a file that is
-    not an Optuna SQLite study is one line naming it."""
+    """Create or load the run's study: `storage` (a resolved `search.storage` URL), by default SQLite in the run
+    folder (optuna-dashboard can open it); a storage that is not an Optuna study is one line naming it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    path = os.path.abspath(os.path.join(run_dir, "study.db"))
+    url = storage or resolve(None, run_dir)
     try:
-        return optuna.create_study(study_name=name, storage=storage or f"sqlite:///{path}",
-                                   directions=list(directions), sampler=sampler, load_if_exists=True)
+        return optuna.create_study(study_name=name, storage=open_storage(url), directions=list(directions),
+                                   sampler=sampler, load_if_exists=True)
     except STORAGE_ERRORS as e:
-        raise UserError(unreadable_study(storage or path, e)) from None
-
-
-def unreadable_study(where: str, error: BaseException) -> str:
-    """One line: the study storage cannot be read, why (the driver's first line), and what to do."""
-    why = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
-    return (f"{where}: not a readable Optuna study ({why}); move it away (or delete it) to start the search over, "
-            f"or restore it from a copy")
+        raise UserError(unreadable_study(local_file(url) or masked(url), e)) from None
 
 
 def suggest_arch(trial: optuna.trial.BaseTrial, space) -> Arch:
@@ -136,42 +126,9 @@ def make_objective(space, evaluator: ArchEvaluator, objectives: Sequence[str], o
     return objective
 
 
-def counts_as_done(t: optuna.trial.FrozenTrial) -> bool:
-    """Complete, pruned, or failed after scoring (NaN); a trial cut short by Ctrl-C is run again on resume."""
-    State = optuna.trial.TrialState
-    return t.state in (State.COMPLETE, State.PRUNED) or (t.state == State.FAIL and "metrics" in t.user_attrs)
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Trials that count as done (`counts_as_done`): what a resumed search does not run again."""
-    return sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))
-
-
 def run_study(study: optuna.Study, objective, n_trials: int, timeout: float | None = None,
               progress: bool | None = None) -> int:
-    """Run until the study holds `n_trials` finished trials (resume-safe); returns how many were run now."""
-    todo = max(0, n_trials - finished_count(study))
-    if todo:
-        show = sys.stderr.isatty() if progress is None else progress
-        quiet = QuietInterrupt()
-        optuna_log = logging.getLogger("optuna.study._optimize")
-        optuna_log.addFilter(quiet)
-        try:
-            study.optimize(objective, n_trials=todo, timeout=timeout, catch=(FloatingPointError,),
-                           show_progress_bar=show, gc_after_trial=False)
-        finally:
-            optuna_log.removeFilter(quiet)
-    return todo
-
-
-class QuietInterrupt(logging.Filter):
-    """Drops Optuna's warnings (with traceback) about the trial that Ctrl-C cut short: the CLI says it in one line,
-    and the trial (FAIL, never scored) runs again on resume."""
-
-    interrupted = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            self.interrupted = True
-            return False
-        return not (self.interrupted and "failed with value None" in record.getMessage())
+    """Run until the study holds `n_trials` finished trials (resume-safe); returns how many were run now. The
+    missing trials wait in the study (nas.search.budget), where `nas search --worker` processes claim them too."""
+    fill(study, n_trials)
+    return run_budget(study, objective, n_trials, timeout, progress)

@@ -12,6 +12,8 @@ import yaml
 from nas.latency.profile import ProfileFields, check_profile
 from nas.spec.imports import import_user_modules
 from nas.spec.schema import SpecError, from_dict, to_dict
+from nas.storage import FORMS as STORAGE_FORMS
+from nas.storage import storage_problem
 from search_spaces.loader import parse_yaml
 
 COST_METRICS = ("latency_ms", "params", "macs", "peak_activation_mb")  # known before training; the rest is quality
@@ -166,6 +168,9 @@ class SearchSection:
     # metric) or none; default: pareto when the spec has more than one objective, else scalar (early_stopping())
     early_stopping: Optional[str] = None
     timeout_s: Optional[float] = None
+    # where the Optuna study lives (nas.storage.FORMS): default SQLite RUN/study.db; `nas search --worker` processes
+    # share it with the driver
+    storage: Optional[str] = None
     ray: RaySection = field(default_factory=RaySection)
 
     def validate(self, path: str) -> None:
@@ -176,6 +181,8 @@ class SearchSection:
         check_range(self, path, {"bn_batches": (1, None, "an integer >= 1"),
                                  "trial_epochs": (1, None, "an integer >= 1"),
                                  "timeout_s": positive("a number of seconds > 0, or null for no limit")})
+        if self.storage is not None and storage_problem(self.storage):
+            raise SpecError(f"{path}.storage: {storage_problem(self.storage)}; valid: {STORAGE_FORMS}")
         if self.early_stopping is not None and self.early_stopping not in EARLY_STOPPING:
             raise SpecError(f"{path}.early_stopping: '{self.early_stopping}' is not a rule; valid: "
                             f"{', '.join(EARLY_STOPPING)}")

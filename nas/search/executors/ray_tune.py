@@ -1,6 +1,8 @@
 """Ray Tune executor: the run's Optuna study and sampler inside Tune's OptunaSearch, trials as Ray actors.
 
-The study lives in the run's study.db, as for the in-process executor. `ArchSpace` (OptunaSearch's
+The study lives at `search.storage` (default: the run's study.db), as for the in-process executor; the trials
+get what they need (the supernet's weights) through Ray's object store, not the driver's run folder, so nodes of
+a cluster need no shared disk (Tune's own `storage_path`, RUN/ray, aside). `ArchSpace` (OptunaSearch's
 define-by-run space) asks the study for an architecture and stores its arch string, cost metrics and
 constraint violations on the trial; the trial (an actor holding `cpus_per_trial` and a fraction
 `gpus_per_trial` of a GPU) scores it and reports accuracy and costs; `StudySearch.on_trial_complete`
@@ -16,9 +18,11 @@ raised, run in a new Tune experiment (a "segment" in ray/) over the same study; 
 """
 from __future__ import annotations
 
+import copy
 import glob
 import math
 import os
+import pickle
 import warnings
 from typing import Any, Callable
 
@@ -27,19 +31,21 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from nas.data import make_loaders
-from nas.io import atomic_write_text
+from nas.io import atomic_write_bytes, atomic_write_text
 from nas.search.multi_trial import ParetoHalving, rung_point, stopping_rule, train_candidate
 from nas.search.objectives import ArchEvaluator, objective_values
 from nas.search.study import completed_cache, finished_count, make_sampler, open_study, set_constraints, suggest_arch
 from nas.spec.resolve import load_splits
 from nas.spec.schema import SpecError, to_dict
 from nas.spec.sections import early_stopping, load_spec
+from nas.storage import open_storage, resolve
 from nas.tasks import get_task
-from nas.training.checkpoint import load_trained
+from nas.training.checkpoint import read_checkpoint
 from nas.training.loop import TrainingDiverged
 
 DONE_MARK = "segment_done"  # written into a segment's folder once its Tuner.fit() has returned
 _HOOKS: dict[str, Callable] = {}  # study storage URL -> the driver's on_trial(trial, arch, metrics); never pickled
+_RUN_STUDY: dict[str, str] = {}  # "url": the study of the driver's run, where a restored StudySearch binds
 _WORKER: dict[str, Any] = {}  # per Ray actor process: the run's loaders (and supernet), loaded once
 
 
@@ -60,6 +66,13 @@ class ArchSpace:
         return {"cost": cost, "cached": {q: hit[q] for q in self.evaluator.quality if q in hit} if hit else None}
 
 
+def _unbound(trial: optuna.Trial) -> optuna.Trial:
+    """A copy of a live trial without its study and storage (StudySearch binds them again when restored)."""
+    out = copy.copy(trial)
+    out.study = out.storage = None
+    return out
+
+
 class StudySearch(OptunaSearch):
     """OptunaSearch that records what the in-process executor records, and tells ASHA-stopped trials PRUNED."""
 
@@ -69,6 +82,33 @@ class StudySearch(OptunaSearch):
                          mode=["max" if d == "maximize" else "min" for d in directions],
                          sampler=sampler, study_name=study_name, storage=storage)
         self._objectives, self._trial_epochs, self._hook_key = list(objectives), trial_epochs, hook_key
+
+    # Tune pickles the searcher (tuner.pkl, searcher-state-*.pkl) and restores it from there: the study is kept by
+    # URL, its trials without their live storage, so a run folder moved since (`mv`) restores against the study
+    # where it lies now (`_RUN_STUDY`, set by the driver), not the absolute path it had
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_storage"] = state["_ot_study"] = None
+        state["_ot_trials"] = {k: _unbound(t) for k, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind()
+
+    def save(self, checkpoint_path: str) -> None:
+        atomic_write_bytes(checkpoint_path, pickle.dumps(self.__getstate__()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
+
+    def _bind(self) -> None:
+        self._hook_key = url = _RUN_STUDY.get("url", self._hook_key)
+        self._storage = open_storage(url)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+        for t in self._ot_trials.values():
+            t.study, t.storage = self._ot_study, self._ot_study._storage
 
     def suggest(self, trial_id: str) -> dict | None:
         with warnings.catch_warnings():  # "Define-by-run function ... took 1.4 seconds": it prices the arch
@@ -153,11 +193,13 @@ def make_scheduler(ctx):
                          grace_period=1, reduction_factor=2)
 
 
-def _trial_setup(config: dict, space, spec_dict: dict, task_name: str, run_dir: str, supernet: bool):
-    """The worker's spec, task, loaders (and supernet) for this run, loaded once per actor; the config's arch."""
+def _trial_setup(config: dict, space, spec_dict: dict, task_name: str, run_key: str, supernet_state=None):
+    """The worker's spec, task, loaders (and the supernet, its weights shipped by Ray's object store) for this run,
+    loaded once per actor; the config's arch. Nothing here reads the driver's run folder: a node of a cluster does
+    not share the driver's disk."""
     import torch
 
-    state = _WORKER.get(run_dir)
+    state = _WORKER.get(run_key)
     if state is None:
         spec = load_spec(spec_dict)  # imports the spec's `imports:` in this worker first
         torch.set_num_threads(max(1, int(spec.search.ray.cpus_per_trial)))
@@ -165,28 +207,29 @@ def _trial_setup(config: dict, space, spec_dict: dict, task_name: str, run_dir: 
         state = {"spec": spec, "splits": splits, "task": get_task(task_name),
                  "loaders": make_loaders(splits, spec.data.batch_size, seed=spec.seed)}
         _WORKER.clear()
-        _WORKER[run_dir] = state
-    if supernet and "supernet" not in state:
-        net = load_trained(state["task"].build_supernet(space), os.path.join(run_dir, "supernet"))
-        state["supernet"] = net.cuda() if torch.cuda.is_available() else net
+        _WORKER[run_key] = state
+    if supernet_state is not None and "supernet" not in state:
+        net = state["task"].build_supernet(space)
+        net.load_state_dict(supernet_state)
+        state["supernet"] = (net.cuda() if torch.cuda.is_available() else net).eval()
     arch = space.decode({d.key: config[d.key] for d in space.decisions()})
     return state, arch
 
 
-def one_shot_trial(config: dict, space, spec_dict: dict, task_name: str, run_dir: str) -> None:
+def one_shot_trial(config: dict, space, spec_dict: dict, task_name: str, run_key: str, supernet_state) -> None:
     """Tune function trainable: score one path of the trained supernet; report the task's metrics and costs."""
     from ray import tune
 
     if config.get("cached"):
         tune.report({**config["cached"], **config["cost"], "cached": True})
         return
-    state, arch = _trial_setup(config, space, spec_dict, task_name, run_dir, supernet=True)
+    state, arch = _trial_setup(config, space, spec_dict, task_name, run_key, supernet_state)
     train_loader, val_loader, _ = state["loaders"]
     scores = state["task"].score(state["supernet"], arch, train_loader, val_loader, state["spec"].search.bn_batches)
     tune.report({**scores, **config["cost"]})
 
 
-def multi_trial_trial(config: dict, space, spec_dict: dict, task_name: str, run_dir: str) -> None:
+def multi_trial_trial(config: dict, space, spec_dict: dict, task_name: str, run_key: str) -> None:
     """Tune function trainable: train one candidate from scratch, reporting after each epoch (ASHA stops it)."""
     from ray import tune
 
@@ -194,7 +237,7 @@ def multi_trial_trial(config: dict, space, spec_dict: dict, task_name: str, run_
     if config.get("cached"):
         tune.report({**config["cached"], **config["cost"], "epoch": epochs, "cached": True})
         return
-    state, arch = _trial_setup(config, space, spec_dict, task_name, run_dir, supernet=False)
+    state, arch = _trial_setup(config, space, spec_dict, task_name, run_key)
     task = state["task"]
 
     def report(epoch: int, metrics: dict[str, float]) -> bool:
@@ -268,18 +311,21 @@ def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = No
     spec, rs = ctx.spec, ctx.spec.search.ray
     multi = spec.search.mode == "multi_trial"
     connect(rs)
+    storage_url = resolve(spec.search.storage, ctx.dir)
     study = open_study(ctx.dir, spec.name, ctx.directions, make_sampler(spec.search.sampler, spec.seed,
-                                                                        spec.search.population))
-    storage_url = f"sqlite:///{os.path.abspath(ctx.path('study.db'))}"
-    fn = multi_trial_trial if multi else one_shot_trial
+                                                                        spec.search.population), storage=storage_url)
+    # what the trials need travels through Ray's object store (with_parameters puts each once), never the run folder
+    shipped = {} if multi else {"supernet_state": read_checkpoint(ctx.path("supernet"))["model"]}
     trainable = tune.with_resources(
-        tune.with_parameters(fn, space=ctx.space, spec_dict=to_dict(spec), task_name=ctx.task.name,
-                             run_dir=os.path.abspath(ctx.dir)),
+        tune.with_parameters(multi_trial_trial if multi else one_shot_trial, space=ctx.space,
+                             spec_dict=to_dict(spec), task_name=ctx.task.name,
+                             run_key=f"{os.path.abspath(ctx.dir)}@{os.getpid()}", **shipped),
         {"cpu": rs.cpus_per_trial, "gpu": rs.gpus_per_trial})
     root = os.path.abspath(ctx.path("ray"))
     past = segments(root)
     timed = spec.search.timeout_s is not None
     _HOOKS[storage_url] = on_trial
+    _RUN_STUDY["url"] = storage_url
     try:
         if past and restorable(past[-1]):
             ctx.say(f"search: continuing the interrupted Ray Tune experiment {past[-1]}")
@@ -292,7 +338,7 @@ def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = No
             cost_only.cost_cache.update(evaluator.cost_cache)
             sampler = make_sampler(spec.search.sampler, spec.seed + len(past), spec.search.population)
             searcher = StudySearch(ArchSpace(ctx.space, cost_only, completed_cache(study)), ctx.objectives,
-                                   ctx.directions, sampler, spec.name, optuna.storages.RDBStorage(storage_url),
+                                   ctx.directions, sampler, spec.name, open_storage(storage_url),
                                    hook_key=storage_url, trial_epochs=spec.search.trial_epochs if multi else None)
             scheduler = make_scheduler(ctx)
             name = f"tune-{len(past)}"
@@ -306,4 +352,5 @@ def run_ray_search(ctx, evaluator: ArchEvaluator, on_trial: Callable | None = No
             _close_segment(os.path.join(root, name), tuner.fit(), todo, timed, study)
     finally:
         _HOOKS.pop(storage_url, None)
-    return optuna.load_study(study_name=spec.name, storage=storage_url)
+        _RUN_STUDY.clear()
+    return optuna.load_study(study_name=spec.name, storage=open_storage(storage_url))

@@ -103,6 +103,10 @@ CASES = [
     ("space_not_a_mapping", {"space.name": "SPACE_DIR/list.yaml"}, "list.yaml: a space file is a mapping",
      {"space.name": DELETE}),
     ("space_missing", {"space.name": "no_such_space"}, "no_such_space", {"space.name": DELETE}),
+    ("storage_unknown", {"search.storage": "redis://localhost/0"}, "search.storage: 'redis://localhost/0' is not a "
+     "storage URL; valid: sqlite:///PATH, postgresql://", {"search.storage": "journal:study.log"}),
+    ("storage_unreachable", {"search.storage": "postgresql://nas:pw@127.0.0.1:9/nas"}, "search.storage: cannot use "
+     "postgresql://nas:***@127.0.0.1:9/nas (", {"search.storage": "sqlite:///other.db"}),
 ]
 
 

@@ -3,6 +3,8 @@ Ctrl-C in the driver), and multi-trial search with ASHA."""
 import csv
 import math
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +20,8 @@ from nas.search.constraints import Constraint
 from nas.search.objectives import ArchEvaluator
 from nas.search.study import counts_as_done
 from nas.spec.schema import SpecError
-from nas.search.executors.ray_tune import _HOOKS, DONE_MARK, ArchSpace, StudySearch, connect, restorable, segments
+from nas.search.executors.ray_tune import (
+    _HOOKS, _RUN_STUDY, DONE_MARK, ArchSpace, StudySearch, connect, restorable, segments)
 from nas.search.runner import SearchRun
 from nas.tracking import find_offline_runs, read_offline_run
 from tiny_space import TINY_SPACE
@@ -116,6 +119,34 @@ def test_study_search_records_each_outcome_in_the_study(tmp_path):
         _HOOKS.pop(url, None)
 
 
+def test_study_search_restored_after_the_run_folder_moved(tmp_path):
+    """Tune's pickled searcher (tuner.pkl, searcher-state) restores against the study where the run folder lies now
+    (issue 13: it kept the old absolute study.db path)."""
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    space = search_spaces.load(str(tmp_path / "tiny.yaml"))
+    evaluator = ArchEvaluator(None, None, [], quality=("accuracy",))
+    first, moved = tmp_path / "run", tmp_path / "moved"
+    first.mkdir()
+    url = f"sqlite:///{first}/study.db"
+    search = StudySearch(ArchSpace(space, evaluator, {}), ["accuracy", "params"], ["maximize", "minimize"],
+                         optuna.samplers.RandomSampler(seed=0), "s", optuna.storages.RDBStorage(url), url)
+    configs = [search.suggest(str(i)) for i in range(2)]
+    search.on_trial_complete("0", {"accuracy": 0.8, **configs[0]["cost"]})
+    pickled = pickle.dumps(search)
+    search.save(str(first / "searcher.pkl"))
+    del search
+    os.rename(first, moved)
+    _RUN_STUDY["url"] = f"sqlite:///{moved}/study.db"
+    try:
+        again = pickle.loads(pickled)  # as Tuner.restore reads tuner.pkl
+        again.restore(str(moved / "searcher.pkl"))
+        again.on_trial_complete("1", {"accuracy": 0.5, **configs[1]["cost"]})
+    finally:
+        _RUN_STUDY.clear()
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{moved}/study.db").trials
+    assert [t.values[0] for t in trials] == [0.8, 0.5] and not first.exists()
+
+
 def test_a_trial_the_local_runtime_cannot_hold_is_refused(ray_address):
     assert connect(load_spec({"search": {"ray": {"cpus_per_trial": 1, "gpus_per_trial": 0}}}).search.ray) is None
     with pytest.raises(SpecError, match=r"^search.ray.gpus_per_trial: 0.5 per trial, but the local Ray runtime "
@@ -126,8 +157,9 @@ def test_a_trial_the_local_runtime_cannot_hold_is_refused(ray_address):
 
 
 def test_one_shot_search_on_ray_interrupted_then_resumed(tiny_spec, ray_address, monkeypatch):
-    """A driver that joined this Ray by address is stopped by Ctrl-C mid-search; the resume continues its Tune
-    experiment with Tuner.restore, then runs the trials added to the budget in a new one; nothing runs twice."""
+    """A driver that joined this Ray by address is stopped by Ctrl-C mid-search; the folder is moved; the resume
+    continues its Tune experiment with Tuner.restore, then runs the trials added to the budget in a new one; nothing
+    runs twice."""
     run_dir = tiny_spec["run_dir"]
     tiny_spec["constraints"] = {"params": 5000}
     tiny_spec["tracking"]["wandb"]["enabled"] = False
@@ -145,6 +177,11 @@ def test_one_shot_search_on_ray_interrupted_then_resumed(tiny_spec, ray_address,
     stopped = _finished(run_dir)
     assert 1 <= len(stopped) < 4 and restorable(first)
 
+    # the folder is moved before the resume: Tune's saved searcher binds to the study where it lies now
+    moved = os.path.join(os.path.dirname(run_dir), "moved")
+    shutil.move(run_dir, moved)
+    run_dir = tiny_spec["run_dir"] = moved
+    first = os.path.join(run_dir, "ray", "tune-0")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     tiny_spec["search"]["trials"] = 6
     tiny_spec["tracking"]["wandb"]["enabled"] = True

@@ -29,8 +29,9 @@ def test_search_end_to_end_then_resume(tiny_spec, monkeypatch):
     rows = _trials(run_dir)
     assert len(rows) == 6 and summary["complete"] == 6
     # the first generation (population 4) was enqueued spread over the latency range, the rest proposed by NSGA-II
+    # (enqueued as the budget's waiting trials without parameters: nas.search.budget)
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir}/study.db")
-    assert [("fixed_params" in t.system_attrs) for t in study.trials] == [True] * 4 + [False] * 2
+    assert [bool(t.system_attrs.get("fixed_params")) for t in study.trials] == [True] * 4 + [False] * 2
     with open(os.path.join(run_dir, "search.log")) as f:
         log = f.read()
     assert "the first 4 trials spread over the space's latency_ms range" in log and "(0 already done in" in log
