@@ -63,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="processes, one thread each (default: 2)")
     p.add_argument("--quick", action="store_true", help="tiny budget: a smoke run of every phase")
     p.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the finished searches and trainings in WORK (the rest as pending)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.quick:
@@ -135,6 +137,15 @@ def job_dir(args, arch: str, seed: int) -> str:
     return os.path.join(args.work, "scratch", f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_s{seed}_e{args.epochs}")
 
 
+def cached(args, arch_string: str, seed: int) -> dict | None:
+    """The finished from-scratch result of `arch` with `seed`, if any."""
+    path = os.path.join(job_dir(args, arch_string, seed), "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def scratch_job(args, arch_string: str, seed: int) -> dict:
     """`arch` trained from scratch with `seed`: test accuracy and held-out (val + test) accuracy, cached."""
     from torch.utils.data import ConcatDataset, DataLoader
@@ -147,9 +158,8 @@ def scratch_job(args, arch_string: str, seed: int) -> dict:
 
     folder = job_dir(args, arch_string, seed)
     cache = os.path.join(folder, "result.json")
-    if os.path.exists(cache):
-        with open(cache) as f:
-            return json.load(f)
+    if (done := cached(args, arch_string, seed)) is not None:
+        return done
     torch.set_num_threads(1)
     t0 = time.time()
     splits = load_splits(args)
@@ -223,11 +233,20 @@ def main(argv=None) -> int:
     presets = preset_archs(args)
     results: dict[tuple[str, int], dict] = {}
     searches: dict[str, dict] = {}
+    searched = [s for s in args.spaces if not args.report_only
+                or os.path.exists(os.path.join(args.work, f"search_{s}", "summary.json"))]
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(search_job, args, s): ("search", s) for s in args.spaces}
+        pending = {pool.submit(search_job, args, s): ("search", s) for s in searched}
+
+        def train(a: str, seed: int) -> None:
+            if (done := cached(args, a, seed)) is not None:
+                results[a, seed] = done
+            elif not args.report_only:
+                pending[pool.submit(scratch_job, args, a, seed)] = ("scratch", (a, seed))
+
         for a in presets.values():
             for seed in range(args.seeds):
-                pending[pool.submit(scratch_job, args, a, seed)] = ("scratch", (a, seed))
+                train(a, seed)
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in done:
@@ -242,16 +261,19 @@ def main(argv=None) -> int:
                 jobs = [(p["arch"], s) for p in value["picks"] for s in range(args.seeds)]
                 jobs += [(a, s) for a in value["rank"] for s in range(args.rank_seeds)]
                 for a, s in jobs:
-                    if (a, s) not in results and (a, s) not in pending.values():
-                        pending[pool.submit(scratch_job, args, a, s)] = ("scratch", (a, s))
+                    if (a, s) not in results:
+                        train(a, s)
     log(f"{len(results)} from-scratch trainings done")
 
-    measured_archs = sorted({p["arch"] for s in searches.values() for p in s["picks"]} | set(presets.values()))
+    trained = {a for a, _ in results}
+    measured_archs = sorted(({p["arch"] for s in searches.values() for p in s["picks"]} | set(presets.values()))
+                            & trained)
     log(f"measuring {len(measured_archs)} networks side by side")
     ms = dict(zip(measured_archs, measure_side_by_side(args, measured_archs)))
     report = build_report(args, searches, presets, results, ms)
-    if "all_ops" in searches and searches["all_ops"]["rank"]:
-        rank = searches["all_ops"]["rank"]
+    if "all_ops" in searches and len([a for a in searches["all_ops"]["rank"]
+                                      if all((a, s) in results for s in range(args.rank_seeds))]) >= 4:
+        rank = [a for a in searches["all_ops"]["rank"] if all((a, s) in results for s in range(args.rank_seeds))]
         inherited = inherited_accuracy(args, rank)
         scratch = [[results[a, s]["held_out"] for s in range(args.rank_seeds)] for a in rank]
         tau = kendalltau(inherited, [np.mean(x) for x in scratch]).statistic
@@ -285,9 +307,14 @@ def build_report(args, searches, presets, results, ms) -> str:
     from search_spaces.builder import build_model
 
     def point(arch: str) -> dict:
-        accs = [results[arch, s]["test"] for s in range(args.seeds)]
+        accs = [results[arch, s]["test"] for s in range(args.seeds) if (arch, s) in results]
         params = sum(p.numel() for p in build_model(Arch.from_string(arch)).parameters())
-        return {"acc": float(np.mean(accs)), "sd": float(np.std(accs)), "ms": ms[arch], "params": params}
+        return {"acc": float(np.mean(accs)), "sd": float(np.std(accs)), "n": len(accs), "ms": ms[arch],
+                "params": params}
+
+    def acc(pt: dict) -> str:
+        return f"{pt['acc']:.3f} ± {pt['sd']:.3f}" + (f" ({pt['n']} of {args.seeds} seeds)" if pt["n"] < args.seeds
+                                                      else "")
 
     ref = (0.0, 1.1 * max(ms.values()))
     fronts, lines = {}, []
@@ -296,18 +323,26 @@ def build_report(args, searches, presets, results, ms) -> str:
     for space, s in searches.items():
         pts = []
         for p in s["picks"]:
+            if p["arch"] not in ms:
+                lines.append(f"| {space} | trial {p['trial']} | pending (not trained yet) | | | "
+                             f"{p['predicted_ms']:.3f} | {p['oneshot_accuracy']:.3f} | | |")
+                continue
             pt = {**point(p["arch"]), **p}
             ops, plugins = ops_of(p["arch"])
             pts.append(pt)
-            lines.append(f"| {space} | trial {p['trial']} | {pt['acc']:.3f} ± {pt['sd']:.3f} | {pt['ms']:.3f} | "
+            lines.append(f"| {space} | trial {p['trial']} | {acc(pt)} | {pt['ms']:.3f} | "
                          f"{pt['params'] / 1e3:.1f} | {p['predicted_ms']:.3f} | {p['oneshot_accuracy']:.3f} | "
                          f"{', '.join(sorted(ops))} | {', '.join(sorted(plugins - {'none'})) or '-'} |")
-        fronts[space] = pts
+        if pts:
+            fronts[space] = pts
     for name, arch in presets.items():
+        if arch not in ms:
+            lines.append(f"| preset | {name} x{PRESETS[name]} | pending (not trained yet) | | | - | - | | - |")
+            continue
         pt = point(arch)
         ops, _ = ops_of(arch)
         fronts.setdefault("presets", []).append({**pt, "name": name})
-        lines.append(f"| preset | {name} x{PRESETS[name]} | {pt['acc']:.3f} ± {pt['sd']:.3f} | {pt['ms']:.3f} | "
+        lines.append(f"| preset | {name} x{PRESETS[name]} | {acc(pt)} | {pt['ms']:.3f} | "
                      f"{pt['params'] / 1e3:.1f} | - | - | {', '.join(sorted(ops))} | - |")
 
     def minimised(pts):
