@@ -78,13 +78,19 @@ def trial_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 def write_local(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
                 reference: dict | None = None, title: str = "") -> None:
     """trials.csv, pareto.csv, pareto.html and pareto.png in the run folder."""
-    columns = trial_columns(rows)
-    write_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
-    write_csv(os.path.join(run_dir, "pareto.csv"), [r for r in rows if r.get("on_front")], columns)
+    write_csv(os.path.join(run_dir, "trials.csv"), rows, trial_columns(rows))
+    write_front(run_dir, rows, x, y, reference, title)
+
+
+def write_front(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
+                reference: dict | None = None, title: str = "", stem: str = "pareto") -> None:
+    """<stem>.csv (the front's rows), <stem>.html and <stem>.png (every trial, the front as a line) in the run
+    folder."""
+    write_csv(os.path.join(run_dir, f"{stem}.csv"), [r for r in rows if r.get("on_front")], trial_columns(rows))
     title = title or f"{y} vs {x}"
     fig = pareto_figure(rows, x, y, title, reference)
-    atomic_write_text(os.path.join(run_dir, "pareto.html"), fig.to_html(include_plotlyjs=True, full_html=True))
-    pareto_png(os.path.join(run_dir, "pareto.png"), rows, x, y, title, reference)
+    atomic_write_text(os.path.join(run_dir, f"{stem}.html"), fig.to_html(include_plotlyjs=True, full_html=True))
+    pareto_png(os.path.join(run_dir, f"{stem}.png"), rows, x, y, title, reference)
 
 
 def front_chart_rows(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[list[Any]]:
@@ -111,39 +117,59 @@ class WandbTracker:
                               id=resume_id, resume="allow" if resume_id else None, reinit="finish_previous")
         self._wandb = wandb
         self.front_history: list[list[Any]] = []  # [trial, hypervolume, front_size] per logged trial
+        self.device_history: dict[str, list[list[Any]]] = {}  # the same per device of a several-device search
 
     @property
     def id(self) -> str:
         return self.run.id
 
-    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None, front_size: int | None = None) -> None:
-        metrics = {f"trial/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None, front_size: int | None = None,
+                  device: str | None = None) -> None:
+        """One trial's metrics (`trial/...`), the running hypervolume and front size; with `device` (one search of
+        several), every key carries `@device` (`trial@cpu-1t/accuracy`, `hypervolume@cpu-1t`)."""
+        at = f"@{device}" if device else ""
+        metrics = {f"trial{at}/{k}": v for k, v in row.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if hypervolume is not None:
-            metrics["hypervolume"] = hypervolume
+            metrics[f"hypervolume{at}"] = hypervolume
         if front_size is not None:
-            metrics["front_size"] = front_size
+            metrics[f"front_size{at}"] = front_size
         if hypervolume is not None or front_size is not None:
-            self.front_history.append([row.get("trial"), hypervolume, front_size])
+            history = self.device_history.setdefault(device, []) if device else self.front_history
+            history.append([row.get("trial"), hypervolume, front_size])
         self.run.log(metrics)
 
-    def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy") -> None:
+    def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
+                  device: str | None = None, trials_table: bool = True) -> None:
         """The trials table, "pareto_front" (wandb's line spec, one colour per series: the front as a line
         through its points sorted by x, the other trials as "trial"), "trials_scatter" (every trial alike)
-        and, when trials were logged with a hypervolume or front size, "front_history" and its chart."""
+        and, when trials were logged with a hypervolume or front size, "front_history" and its chart. With
+        `device`, the charts are that device's front (`pareto_front@cpu-1t`, ...)."""
+        at = f"@{device}" if device else ""
         columns = trial_columns(rows)
         table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
         front_table = self._wandb.Table(columns=["trial", "arch", x, y, "series"], data=front_chart_rows(rows, x, y))
         front = self._wandb.plot_table("wandb/line/v0", front_table, {"x": x, "y": y, "stroke": "series"},
-                                       {"title": f"{y} vs {x}: Pareto front (series=front) and other trials"})
-        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x}: every trial")
-        logged = {"trials": table, "pareto_front": front, "trials_scatter": scatter}
-        if self.front_history:
-            history = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=self.front_history)
-            logged["front_history"] = history
-            logged["front_evolution"] = self._wandb.plot.line(history, "trial", "hypervolume",
-                                                              title="hypervolume after each trial")
+                                       {"title": f"{y} vs {x}{' on ' + device if device else ''}: Pareto front "
+                                                 f"(series=front) and other trials"})
+        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x}{' on ' + device if device else ''}: "
+                                                             f"every trial")
+        logged = {f"pareto_front{at}": front, f"trials_scatter{at}": scatter}
+        if trials_table:
+            logged["trials"] = table
+        history = self.device_history.get(device) if device else self.front_history
+        if history:
+            table = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=history)
+            logged[f"front_history{at}"] = table
+            logged[f"front_evolution{at}"] = self._wandb.plot.line(
+                table, "trial", "hypervolume", title=f"hypervolume after each trial{' on ' + device if device else ''}")
         self.run.log(logged)
-        self.run.summary["front_size"] = sum(1 for r in rows if r.get("on_front"))
+        self.run.summary[f"front_size{at}"] = sum(1 for r in rows if r.get("on_front"))
+
+    def log_trials(self, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+        """The trials table alone (a several-device search: every device's latency and front flags per trial)."""
+        self.run.log({"trials": self._wandb.Table(columns=list(columns),
+                                                  data=[[r.get(c) for c in columns] for r in rows])})
 
     def finish(self) -> None:
         self.run.finish()
