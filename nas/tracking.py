@@ -7,6 +7,7 @@ import io
 import json
 import os
 import struct
+import time
 from typing import Any, Sequence
 
 from nas.io import atomic_write_bytes, atomic_write_text
@@ -154,15 +155,15 @@ class WandbTracker:
                                                  f"(series=front) and other trials"})
         scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x}{' on ' + device if device else ''}: "
                                                              f"every trial")
-        logged = {f"pareto_front{at}": front, f"trials_scatter{at}": scatter}
-        if trials_table:
-            logged["trials"] = table
+        logged = {"trials": table} if trials_table else {}
+        logged.update({f"pareto_front{at}": front, f"trials_scatter{at}": scatter})
         history = self.device_history.get(device) if device else self.front_history
         if history:
-            table = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=history)
-            logged[f"front_history{at}"] = table
+            history_table = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=history)
+            logged[f"front_history{at}"] = history_table
             logged[f"front_evolution{at}"] = self._wandb.plot.line(
-                table, "trial", "hypervolume", title=f"hypervolume after each trial{' on ' + device if device else ''}")
+                history_table, "trial", "hypervolume",
+                title=f"hypervolume after each trial{' on ' + device if device else ''}")
         self.run.log(logged)
         self.run.summary[f"front_size{at}"] = sum(1 for r in rows if r.get("on_front"))
 
@@ -206,12 +207,8 @@ def read_offline_run(run_path: str) -> dict[str, Any]:
     files = glob.glob(os.path.join(run_path, "*.wandb"))
     if not files:
         raise FileNotFoundError(f"no .wandb file in '{run_path}' (expected wandb/offline-run-*/run-*.wandb)")
-    with open(files[0], "rb") as f:
-        data = f.read()
     out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "tables": {}}
-    for raw in _leveldb_records(data):
-        rec = pb.Record()
-        rec.ParseFromString(raw)
+    for rec in _finished_records(files[0], pb):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             out["history"].append({".".join(i.nested_key) or i.key: json.loads(i.value_json) for i in rec.history.item})
@@ -226,6 +223,23 @@ def read_offline_run(run_path: str) -> dict[str, Any]:
         with open(path) as f:
             out["tables"][key] = json.load(f)
     return out
+
+
+def _finished_records(path: str, pb, wait_s: float = 20.0) -> list:
+    """The records of a run's transaction log, once it holds the run's exit record: wandb's service process writes
+    the log behind `finish()`, so read right after it the file may hold only its header (waits up to `wait_s`;
+    a run killed before its exit gives what there is)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with open(path, "rb") as f:
+            records = []
+            for raw in _leveldb_records(f.read()):
+                rec = pb.Record()
+                rec.ParseFromString(raw)
+                records.append(rec)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
 
 
 def find_offline_runs(run_dir: str) -> list[str]:
