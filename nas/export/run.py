@@ -15,7 +15,7 @@ from nas.evaluation.classification import recalibrate_bn
 from nas.export.code import save_weights, write_code, write_onnx
 from nas.io import atomic_write_text
 from nas.spec.resolve import load_space, load_splits
-from nas.spec.sections import load_spec
+from nas.spec.sections import devices, load_spec
 from nas.tasks import task_for
 from nas.training.checkpoint import CHECKPOINT, load_trained
 from search_spaces import Arch, build_model
@@ -55,15 +55,38 @@ def trial_arch(run_dir: str | os.PathLike, name: str, trial: int) -> tuple[Arch,
     return Arch.from_string(t.user_attrs["arch"]), dict(t.user_attrs.get("metrics", {}))
 
 
-def chosen_trial(run_dir: str | os.PathLike) -> int:
-    """The trial number of the run's exported point (summary.json "best")."""
+def chosen_trial(run_dir: str | os.PathLike, device: str | None = None) -> int:
+    """The trial number of the run's exported point (summary.json "best", or a device's of several)."""
+    return chosen_point(run_dir, device)[0]
+
+
+def chosen_point(run_dir: str | os.PathLike, device: str | None = None) -> tuple[int, str | None]:
+    """The run's exported point: its trial number and, for a device of several, the device whose search ran it
+    (a device's front is drawn from every device's trials)."""
     path = Path(run_dir, "summary.json")
     if not path.is_file():
         raise MissingFile(f"{path} does not exist (the search has not finished); pass --trial N")
-    best = json.loads(path.read_text()).get("best")
+    summary = json.loads(path.read_text())
+    best = summary.get("devices", {}).get(device, {}).get("best") if device else summary.get("best")
     if not best:
-        raise UserError(f"{path}: the run chose no point (no feasible trial on the front); pass --trial N")
-    return int(best["trial"])
+        raise UserError(f"{path}: the run chose no point{' for ' + device if device else ''} (no feasible trial on "
+                        f"the front); pass --trial N")
+    return int(best["trial"]), best.get("device")
+
+
+def run_device(spec, device: str | None) -> str | None:
+    """The device a run folder's export is for: None for a run of one `hardware:`, else `device` (default: the
+    first of the run's list), checked."""
+    named = devices(spec)
+    if named is None:
+        if device:
+            raise UserError(f"--device {device}: the run searched one device (its hardware: is not a list); "
+                            f"drop --device")
+        return None
+    device = device or next(iter(named))
+    if device not in named:
+        raise UserError(f"--device {device}: not a device of the run; valid: {', '.join(named)}")
+    return device
 
 
 def run_supernet(run_dir: str | os.PathLike, spec, space):
@@ -78,15 +101,20 @@ def recalibrated_path(spec, supernet, arch):
 
 
 def export_run(run_dir: str | os.PathLike, trial: int | None = None, out: str | os.PathLike | None = None,
-               onnx: bool = False) -> tuple[int, dict, list[Path]]:
+               onnx: bool = False, device: str | None = None) -> tuple[int, dict, list[Path]]:
     """Write trial `trial` of a search run (default: the chosen point) as model.py, weights.pt, arch.yaml (+ .onnx)
     in `out` (default RUN/trials/<N>/, or RUN/best/ for the chosen point); the weights are the trial's retrained
-    ones when the retrain stage trained it, else extracted from the run's supernet (BN recalibrated)."""
+    ones when the retrain stage trained it, else extracted from the run's supernet (BN recalibrated). A run of
+    several devices: `device`'s search and chosen point (RUN/trials/<device>/<N>/, RUN/best/<device>/)."""
     spec = run_spec(run_dir)
-    default_out = Path(run_dir, "best") if trial is None else None
-    trial = chosen_trial(run_dir) if trial is None else int(trial)
-    arch, metrics = trial_arch(run_dir, spec.name, trial)
-    out = Path(out) if out is not None else default_out or Path(run_dir, "trials", str(trial))
+    device = run_device(spec, device)
+    sub = (device,) if device else ()
+    default_out = Path(run_dir, "best", *sub) if trial is None else None
+    searched = device
+    if trial is None:
+        trial, searched = chosen_point(run_dir, device)
+    arch, metrics = trial_arch(run_dir, f"{spec.name}@{searched or device}" if device else spec.name, int(trial))
+    out = Path(out) if out is not None else default_out or Path(run_dir, "trials", *sub, str(trial))
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "arch.yaml"]
     atomic_write_text(str(written[0]), arch.to_yaml())

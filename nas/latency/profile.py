@@ -85,7 +85,7 @@ class DeviceProfile(ProfileFields):
 
 
 # keys of the spec's `hardware:` section (nas.spec.sections.HardwareSection) that are about the table, not the device
-_NON_PROFILE_KEYS = {"calibration_archs", "table", "allow_foreign", "name"}
+_NON_PROFILE_KEYS = {"calibration_archs", "table", "allow_foreign"}
 
 
 def cpu_model() -> str:

@@ -141,6 +141,17 @@ def test_resume_adds_a_device_without_training(tmp_path, tables, counted, monkey
         assert any(f"hypervolume@{d}" in h for h in run["history"]) or d == "cpu-1t"
     assert len(run["tables"]["trials"]["data"]) == 8
 
+    # nas export and nas latency name a device of the run
+    capsys.readouterr()
+    best = summary["devices"]["cpu-2t"]["best"]
+    assert main(["export", run_dir, "--device", "cpu-2t", "--out", str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "arch.yaml").read_text() == open(
+        os.path.join(run_dir, "best", "cpu-2t", "arch.yaml")).read() and f"trial {best['trial']}" in capsys.readouterr().out
+    assert main(["export", run_dir, "--device", "gpu"]) == 2
+    assert "--device gpu: not a device of the run; valid: cpu-1t, cpu-2t" in capsys.readouterr().err
+    assert main(["latency", "build", os.path.join(run_dir, "spec.yaml"), "--device", "cpu-2t"]) == 0
+    assert "measuring" not in capsys.readouterr().err  # the run's table of that device, complete
+
     # a device of the run may not change on resume, nor the supernet
     capsys.readouterr()
     changed = json.dumps([{**CPU1, "batch": 2}, CPU2])

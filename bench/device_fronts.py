@@ -1,0 +1,152 @@
+"""How different are two devices' fronts? One supernet, a search per device (cpu-1t vs onnxruntime-cpu).
+
+A one-shot search on digits (16x16) over the `mobile` space with `hardware:` a list of two devices: the
+supernet is trained once, each device gets its latency table, its own NSGA-II study and its front (drawn from
+every architecture the run scored: quality is shared, each device's latency is predicted for every one). The
+figures:
+
+- the share of front architectures the two devices have in common (Jaccard of the arch strings);
+- each device's front evaluated on the other: the hypervolume of device A's front points with their latency on
+  device B, over the hypervolume of B's own front (both under B's reference point; 1.0: A's front is as good on
+  B as B's own, lower: what searching for the wrong device costs);
+- Kendall's tau between the two devices' predicted latencies over every scored architecture (do the devices
+  rank architectures alike?), and how many architectures were scored for both searches together.
+
+    python bench/device_fronts.py --quick    # 1 supernet epoch, 12 trials a device (~3-6 min on 2 busy cores)
+    python bench/device_fronts.py            # 8 epochs, 40 trials a device; appends to bench/RESULTS.md
+
+The run folder (WORK/run) resumes: run again with more --trials and only the new trials run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+DEVICES = ("cpu-1t", "onnxruntime-cpu")
+
+
+def make_spec(work: str, quick: bool, trials: int, epochs: int) -> dict:
+    profile = {"threads": 1, "warmup": 3, "repeats": 10 if quick else 30, "calibration_archs": 4 if quick else 12}
+    return {
+        "name": "device_fronts", "seed": 0, "run_dir": os.path.join(work, "run"),
+        "data": {"name": "digits", "input_size": 16, "batch_size": 64},
+        "space": {"name": "mobile"},
+        "supernet": {"epochs": epochs, "lr": 0.1, "warmup_epochs": 0 if quick else 1},
+        "hardware": [{"kind": "cpu", **profile}, {"kind": "onnxruntime-cpu", **profile}],
+        "search": {"trials": trials, "population": 6 if quick else 12, "bn_batches": 2 if quick else 4},
+        "tracking": {"wandb": {"enabled": False}},
+    }
+
+
+def cross_hypervolume(summary: dict, rows: list[dict], a: str, b: str) -> float:
+    """HV of device a's front with each point's latency on device b, over HV of b's own front (b's reference)."""
+    from nas.search.pareto import hypervolume, to_minimisation
+
+    ref = summary["devices"][b]["reference_point"]
+    by_arch = {r["arch"]: r for r in rows}
+    own = [[r["accuracy"], r[f"latency_ms@{b}"]] for r in summary["devices"][b]["front"]]
+    other = [[by_arch[r["arch"]]["accuracy"], by_arch[r["arch"]][f"latency_ms@{b}"]]
+             for r in summary["devices"][a]["front"]]
+    directions = ["maximize", "minimize"]
+    own_hv = hypervolume(to_minimisation(own, directions), ref)
+    return hypervolume(to_minimisation(other, directions), ref) / own_hv if own_hv > 0 else float("nan")
+
+
+def kendall_tau(x, y) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(x, y).statistic)
+
+
+def figures(run_dir: str) -> dict:
+    """The bench's figures from a finished run folder (summary.json, trials.csv)."""
+    import csv
+
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(run_dir, "trials.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("accuracy")]
+    for r in rows:
+        for k in ("accuracy", *(f"latency_ms@{d}" for d in DEVICES)):
+            r[k] = float(r[k])
+    unique = list({r["arch"]: r for r in rows}.values())
+    fronts = {d: {r["arch"] for r in summary["devices"][d]["front"]} for d in DEVICES}
+    a, b = DEVICES
+    with open(os.path.join(run_dir, "quality.jsonl")) as f:
+        scored = sum(1 for _ in f)
+    return {
+        "trials": summary["trials"], "architectures": len(unique), "scored": scored,
+        "front_sizes": {d: len(fronts[d]) for d in DEVICES},
+        "common": len(fronts[a] & fronts[b]), "jaccard": len(fronts[a] & fronts[b]) / len(fronts[a] | fronts[b]),
+        f"hv {a} front on {b}": cross_hypervolume(summary, rows, a, b),
+        f"hv {b} front on {a}": cross_hypervolume(summary, rows, b, a),
+        "kendall_tau_latency": kendall_tau([r[f"latency_ms@{a}"] for r in unique], [r[f"latency_ms@{b}"] for r in unique]),
+        "latency_ratio_median": float(np.median([r[f"latency_ms@{b}"] / r[f"latency_ms@{a}"] for r in unique])),
+        "hypervolume": {d: summary["devices"][d]["hypervolume"] for d in DEVICES},
+        "seconds": summary["seconds"],
+    }
+
+
+def report(fig: dict, quick: bool, epochs: int, trials: int) -> str:
+    a, b = DEVICES
+    lines = [f"device fronts: {'QUICK run' if quick else 'full run'}, mobile space on digits 16x16, supernet "
+             f"{epochs} epoch(s), {trials} trials per device, {fig['seconds']:.0f} s",
+             "", "| figure | value |", "| --- | ---: |",
+             f"| trials (both searches) / distinct architectures / scored | {fig['trials']} / {fig['architectures']} / "
+             f"{fig['scored']} |",
+             f"| front size {a} / {b} | {fig['front_sizes'][a]} / {fig['front_sizes'][b]} |",
+             f"| front architectures in common (Jaccard) | {fig['common']} ({fig['jaccard']:.2f}) |",
+             f"| HV of {a}'s front on {b} / {b}'s own | {fig[f'hv {a} front on {b}']:.3f} |",
+             f"| HV of {b}'s front on {a} / {a}'s own | {fig[f'hv {b} front on {a}']:.3f} |",
+             f"| Kendall tau of the two devices' latencies | {fig['kendall_tau_latency']:.3f} |",
+             f"| median latency ratio {b} / {a} | {fig['latency_ratio_median']:.2f} |"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 supernet epoch, 12 trials per device, few repeats")
+    ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_device_fronts"))
+    ap.add_argument("--trials", type=int, default=None, help="trials per device")
+    ap.add_argument("--epochs", type=int, default=None, help="supernet epochs")
+    ap.add_argument("--fresh", action="store_true", help="delete WORK/run first")
+    ap.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    trials = args.trials or (12 if args.quick else 40)
+    epochs = args.epochs or (1 if args.quick else 8)
+    torch.set_num_threads(1)
+    from nas.search.runner import SearchRun, holds_run
+    from nas.spec.sections import load_spec
+
+    spec = make_spec(args.work, args.quick, trials, epochs)
+    if args.fresh:
+        shutil.rmtree(spec["run_dir"], ignore_errors=True)
+    os.makedirs(args.work, exist_ok=True)
+    t0 = time.perf_counter()
+    SearchRun(load_spec(spec), resume=holds_run(spec["run_dir"]), progress=False).run()
+    fig = figures(spec["run_dir"])
+    print(f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    with open(os.path.join(args.work, "results.json"), "w") as f:
+        json.dump(fig, f, indent=1)
+    text = report(fig, args.quick, epochs, trials)
+    print(text)
+    if not args.quick and not args.no_append:
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
+            f.write(f"\n## Device fronts: cpu-1t vs onnxruntime-cpu — {stamp} (`bench/device_fronts.py`)\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
