@@ -12,7 +12,8 @@ figures:
 - Kendall's tau between the two devices' predicted latencies over every scored architecture (do the devices
   rank architectures alike?), and how many architectures were scored for both searches together.
 
-    python bench/device_fronts.py --quick    # 1 supernet epoch, 12 trials a device (~3-6 min on 2 busy cores)
+    python bench/device_fronts.py --quick    # small space, 1 supernet epoch, 12 trials a device (~10 min on 2 busy
+                                             # cores, most of it exporting the table's units to ONNX)
     python bench/device_fronts.py            # 8 epochs, 40 trials a device; appends to bench/RESULTS.md
 
 The run folder (WORK/run) resumes: run again with more --trials and only the new trials run.
@@ -33,17 +34,36 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+# --quick: a small MBConv space of 33 table units (mobile has 455 at 16x16; onnxruntime-cpu exports each unit with
+# the dynamo exporter, seconds apiece on a busy 2-core machine)
+QUICK_SPACE = """
+name: bench_devices
+input: {channels: 1, size: 16}
+num_classes: 10
+stem:
+  - {op: conv, c_out: 8, stride: 2, kernel: 3}
+stages:
+  - {depth: [1, 2], width: [8, 16], stride: 1, ops: {mbconv: {kernel: [3, 5], expand: [1, 3]}}}
+  - {depth: [1, 2], width: [16, 24], stride: 2, ops: {mbconv: {kernel: [3, 5], expand: [3]}, dw_separable: {kernel: [3]}}}
+classifier: {dropout: 0.0}
+"""
+PROFILES = {"cpu-1t": {"kind": "cpu", "threads": 1}, "cpu-2t": {"kind": "cpu", "threads": 2},
+            "onnxruntime-cpu": {"kind": "onnxruntime-cpu", "threads": 1}}
 DEVICES = ("cpu-1t", "onnxruntime-cpu")
 
 
-def make_spec(work: str, quick: bool, trials: int, epochs: int) -> dict:
-    profile = {"threads": 1, "warmup": 3, "repeats": 10 if quick else 30, "calibration_archs": 4 if quick else 12}
+def make_spec(work: str, quick: bool, trials: int, epochs: int, space: str) -> dict:
+    if space == "quick":
+        space = os.path.join(work, "bench_devices.yaml")
+        with open(space, "w") as f:
+            f.write(QUICK_SPACE)
+    timing = {"warmup": 3, "repeats": 10 if quick else 30, "calibration_archs": 4 if quick else 12}
     return {
         "name": "device_fronts", "seed": 0, "run_dir": os.path.join(work, "run"),
         "data": {"name": "digits", "input_size": 16, "batch_size": 64},
-        "space": {"name": "mobile"},
+        "space": {"name": space},
         "supernet": {"epochs": epochs, "lr": 0.1, "warmup_epochs": 0 if quick else 1},
-        "hardware": [{"kind": "cpu", **profile}, {"kind": "onnxruntime-cpu", **profile}],
+        "hardware": [{**PROFILES[d], **timing} for d in DEVICES],
         "search": {"trials": trials, "population": 6 if quick else 12, "bn_batches": 2 if quick else 4},
         "tracking": {"wandb": {"enabled": False}},
     }
@@ -94,13 +114,13 @@ def figures(run_dir: str) -> dict:
         "kendall_tau_latency": kendall_tau([r[f"latency_ms@{a}"] for r in unique], [r[f"latency_ms@{b}"] for r in unique]),
         "latency_ratio_median": float(np.median([r[f"latency_ms@{b}"] / r[f"latency_ms@{a}"] for r in unique])),
         "hypervolume": {d: summary["devices"][d]["hypervolume"] for d in DEVICES},
-        "seconds": summary["seconds"],
+        "seconds": summary["seconds"], "space": summary["space"],
     }
 
 
 def report(fig: dict, quick: bool, epochs: int, trials: int) -> str:
     a, b = DEVICES
-    lines = [f"device fronts: {'QUICK run' if quick else 'full run'}, mobile space on digits 16x16, supernet "
+    lines = [f"device fronts: {'QUICK run' if quick else 'full run'}, {fig['space']} space on digits 16x16, supernet "
              f"{epochs} epoch(s), {trials} trials per device, {fig['seconds']:.0f} s",
              "", "| figure | value |", "| --- | ---: |",
              f"| trials (both searches) / distinct architectures / scored | {fig['trials']} / {fig['architectures']} / "
@@ -115,11 +135,16 @@ def report(fig: dict, quick: bool, epochs: int, trials: int) -> str:
 
 
 def main(argv=None) -> int:
+    global DEVICES
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 supernet epoch, 12 trials per device, few repeats")
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_device_fronts"))
     ap.add_argument("--trials", type=int, default=None, help="trials per device")
     ap.add_argument("--epochs", type=int, default=None, help="supernet epochs")
+    ap.add_argument("--space", default=None, help="a space name or YAML (default: mobile; --quick: a small "
+                                                  "space written to WORK)")
+    ap.add_argument("--devices", nargs=2, default=list(DEVICES), choices=sorted(PROFILES),
+                    help=f"the two devices compared (default: {' '.join(DEVICES)})")
     ap.add_argument("--fresh", action="store_true", help="delete WORK/run first")
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = ap.parse_args(argv)
@@ -129,10 +154,12 @@ def main(argv=None) -> int:
     from nas.search.runner import SearchRun, holds_run
     from nas.spec.sections import load_spec
 
-    spec = make_spec(args.work, args.quick, trials, epochs)
+    DEVICES = tuple(args.devices)
+    space = args.space or ("quick" if args.quick else "mobile")
+    os.makedirs(args.work, exist_ok=True)
+    spec = make_spec(args.work, args.quick, trials, epochs, space)
     if args.fresh:
         shutil.rmtree(spec["run_dir"], ignore_errors=True)
-    os.makedirs(args.work, exist_ok=True)
     t0 = time.perf_counter()
     SearchRun(load_spec(spec), resume=holds_run(spec["run_dir"]), progress=False).run()
     fig = figures(spec["run_dir"])

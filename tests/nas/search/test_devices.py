@@ -150,7 +150,7 @@ def test_resume_adds_a_device_without_training(tmp_path, tables, counted, monkey
     assert main(["export", run_dir, "--device", "gpu"]) == 2
     assert "--device gpu: not a device of the run; valid: cpu-1t, cpu-2t" in capsys.readouterr().err
     assert main(["latency", "build", os.path.join(run_dir, "spec.yaml"), "--device", "cpu-2t"]) == 0
-    assert "measuring" not in capsys.readouterr().err  # the run's table of that device, complete
+    assert "measuring 0 on cpu-t2-b1-float32" in capsys.readouterr().err  # the run's table of that device, complete
 
     # a device of the run may not change on resume, nor the supernet
     capsys.readouterr()
