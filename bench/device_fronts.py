@@ -44,7 +44,8 @@ stem:
   - {op: conv, c_out: 8, stride: 2, kernel: 3}
 stages:
   - {depth: [1, 2], width: [8, 16], stride: 1, ops: {mbconv: {kernel: [3, 5], expand: [1, 3]}}}
-  - {depth: [1, 2], width: [16, 24], stride: 2, ops: {mbconv: {kernel: [3, 5], expand: [3]}, dw_separable: {kernel: [3]}}}
+  - {depth: [1, 2], width: [16, 24], stride: 2,
+     ops: {mbconv: {kernel: [3, 5], expand: [3]}, dw_separable: {kernel: [3]}}}
 classifier: {dropout: 0.0}
 """
 PROFILES = {"cpu-1t": {"kind": "cpu", "threads": 1}, "cpu-2t": {"kind": "cpu", "threads": 2},
@@ -111,7 +112,8 @@ def figures(run_dir: str) -> dict:
         "common": len(fronts[a] & fronts[b]), "jaccard": len(fronts[a] & fronts[b]) / len(fronts[a] | fronts[b]),
         f"hv {a} front on {b}": cross_hypervolume(summary, rows, a, b),
         f"hv {b} front on {a}": cross_hypervolume(summary, rows, b, a),
-        "kendall_tau_latency": kendall_tau([r[f"latency_ms@{a}"] for r in unique], [r[f"latency_ms@{b}"] for r in unique]),
+        "kendall_tau_latency": kendall_tau([r[f"latency_ms@{a}"] for r in unique],
+                                           [r[f"latency_ms@{b}"] for r in unique]),
         "latency_ratio_median": float(np.median([r[f"latency_ms@{b}"] / r[f"latency_ms@{a}"] for r in unique])),
         "hypervolume": {d: summary["devices"][d]["hypervolume"] for d in DEVICES},
         "seconds": summary["seconds"], "space": summary["space"],

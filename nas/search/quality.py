@@ -51,8 +51,10 @@ class QualityCache:
 
     def _append(self, key: str, metrics: dict[str, Any]) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"arch": key, "metrics": metrics}) + "\n")
+        with open(self.path, "a+b") as f:
+            torn = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
+            line = json.dumps({"arch": key, "metrics": metrics}) + "\n"
+            f.write((("\n" if torn else "") + line).encode())  # a torn last line stays a line of its own
             f.flush()
             os.fsync(f.fileno())
 

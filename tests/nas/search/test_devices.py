@@ -145,8 +145,9 @@ def test_resume_adds_a_device_without_training(tmp_path, tables, counted, monkey
     capsys.readouterr()
     best = summary["devices"]["cpu-2t"]["best"]
     assert main(["export", run_dir, "--device", "cpu-2t", "--out", str(tmp_path / "exported")]) == 0
-    assert (tmp_path / "exported" / "arch.yaml").read_text() == open(
-        os.path.join(run_dir, "best", "cpu-2t", "arch.yaml")).read() and f"trial {best['trial']}" in capsys.readouterr().out
+    with open(os.path.join(run_dir, "best", "cpu-2t", "arch.yaml")) as f:
+        assert (tmp_path / "exported" / "arch.yaml").read_text() == f.read()
+    assert f"trial {best['trial']}" in capsys.readouterr().out
     assert main(["export", run_dir, "--device", "gpu"]) == 2
     assert "--device gpu: not a device of the run; valid: cpu-1t, cpu-2t" in capsys.readouterr().err
     assert main(["latency", "build", os.path.join(run_dir, "spec.yaml"), "--device", "cpu-2t"]) == 0
@@ -223,3 +224,30 @@ def test_device_names_and_errors(tmp_path):
         with pytest.raises(UserError, match=message):
             SearchRun(load_spec(spec), progress=False)
         assert not os.path.exists(spec["run_dir"])  # refused before the run folder is written
+
+
+def test_quality_cache_survives_a_torn_line_and_keeps_only_complete_scores(tmp_path):
+    import random
+
+    import search_spaces
+    from nas.search.quality import QualityCache
+
+    space = search_spaces.load("mobile", in_channels=1, input_size=16, num_classes=10)
+    a, b, c = (space.sample(random.Random(i)) for i in range(3))
+    calls = []
+
+    def score(arch):
+        calls.append(arch.to_string())
+        return {"accuracy": float("nan") if arch == c else 0.5}
+
+    path = str(tmp_path / "quality.jsonl")
+    cache = QualityCache(path, score, ["accuracy"])
+    assert cache(a) == {"accuracy": 0.5} and cache(a) == {"accuracy": 0.5} and calls == [a.to_string()]
+    cache(c)  # NaN: not kept, scored again next time
+    with open(path, "a") as f:
+        f.write('{"arch": "' + b.to_string()[:20])  # a kill in the middle of a write
+    again = QualityCache(path, score, ["accuracy"])
+    assert set(again.known) == {a.to_string()}
+    again(a), again(b), again(c)
+    assert calls == [a.to_string(), c.to_string(), b.to_string(), c.to_string()] and again.scored == 2
+    assert set(QualityCache(path, score, ["accuracy"]).known) == {a.to_string(), b.to_string()}
