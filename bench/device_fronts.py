@@ -5,7 +5,8 @@ supernet is trained once, each device gets its latency table, its own NSGA-II st
 every architecture the run scored: quality is shared, each device's latency is predicted for every one). The
 figures:
 
-- the share of front architectures the two devices have in common (Jaccard of the arch strings);
+- the share of front architectures the two devices have in common (Jaccard of the arch strings), for the run's
+  fronts and for the fronts each device's own search found alone;
 - each device's front evaluated on the other: the hypervolume of device A's front points with their latency on
   device B, over the hypervolume of B's own front (both under B's reference point; 1.0: A's front is as good on
   B as B's own, lower: what searching for the wrong device costs);
@@ -70,18 +71,31 @@ def make_spec(work: str, quick: bool, trials: int, epochs: int, space: str) -> d
     }
 
 
-def cross_hypervolume(summary: dict, rows: list[dict], a: str, b: str) -> float:
-    """HV of device a's front with each point's latency on device b, over HV of b's own front (b's reference)."""
+def cross_hypervolume(summary: dict, rows: list[dict], a: str, b: str, fronts: dict | None = None) -> float:
+    """HV of device a's front with each point's latency on device b, over HV of b's own front (b's reference);
+    `fronts` (device -> arch strings) instead of the run's fronts."""
     from nas.search.pareto import hypervolume, to_minimisation
 
     ref = summary["devices"][b]["reference_point"]
     by_arch = {r["arch"]: r for r in rows}
-    own = [[r["accuracy"], r[f"latency_ms@{b}"]] for r in summary["devices"][b]["front"]]
-    other = [[by_arch[r["arch"]]["accuracy"], by_arch[r["arch"]][f"latency_ms@{b}"]]
-             for r in summary["devices"][a]["front"]]
-    directions = ["maximize", "minimize"]
-    own_hv = hypervolume(to_minimisation(own, directions), ref)
-    return hypervolume(to_minimisation(other, directions), ref) / own_hv if own_hv > 0 else float("nan")
+    if fronts is None:
+        fronts = {d: [r["arch"] for r in summary["devices"][d]["front"]] for d in (a, b)}
+
+    def hv(archs) -> float:
+        pts = [[by_arch[x]["accuracy"], by_arch[x][f"latency_ms@{b}"]] for x in archs]
+        return hypervolume(to_minimisation(pts, ["maximize", "minimize"]), ref) if pts else 0.0
+
+    own_hv = hv(fronts[b])
+    return hv(fronts[a]) / own_hv if own_hv > 0 else float("nan")
+
+
+def own_front(rows: list[dict], device: str) -> set[str]:
+    """The front of `device`'s own search alone (its study's trials, its latency): what a separate search finds."""
+    from nas.search.pareto import non_dominated
+
+    own = list({r["arch"]: r for r in rows if r["device"] == device}.values())
+    pts = [[-r["accuracy"], r[f"latency_ms@{device}"]] for r in own]
+    return {own[i]["arch"] for i in non_dominated(np.array(pts))} if own else set()
 
 
 def kendall_tau(x, y) -> float:
@@ -104,14 +118,19 @@ def figures(run_dir: str) -> dict:
     unique = list({r["arch"]: r for r in rows}.values())
     fronts = {d: {r["arch"] for r in summary["devices"][d]["front"]} for d in DEVICES}
     a, b = DEVICES
+    own = {d: own_front(rows, d) for d in DEVICES}
     with open(os.path.join(run_dir, "quality.jsonl")) as f:
         scored = sum(1 for _ in f)
     return {
         "trials": summary["trials"], "architectures": len(unique), "scored": scored,
         "front_sizes": {d: len(fronts[d]) for d in DEVICES},
         "common": len(fronts[a] & fronts[b]), "jaccard": len(fronts[a] & fronts[b]) / len(fronts[a] | fronts[b]),
+        "own_common": len(own[a] & own[b]), "own_jaccard": len(own[a] & own[b]) / max(1, len(own[a] | own[b])),
+        "own_sizes": {d: len(own[d]) for d in DEVICES},
         f"hv {a} front on {b}": cross_hypervolume(summary, rows, a, b),
         f"hv {b} front on {a}": cross_hypervolume(summary, rows, b, a),
+        f"own hv {a} front on {b}": cross_hypervolume(summary, rows, a, b, own),
+        f"own hv {b} front on {a}": cross_hypervolume(summary, rows, b, a, own),
         "kendall_tau_latency": kendall_tau([r[f"latency_ms@{a}"] for r in unique],
                                            [r[f"latency_ms@{b}"] for r in unique]),
         "latency_ratio_median": float(np.median([r[f"latency_ms@{b}"] / r[f"latency_ms@{a}"] for r in unique])),
@@ -129,8 +148,12 @@ def report(fig: dict, quick: bool, epochs: int, trials: int) -> str:
              f"{fig['scored']} |",
              f"| front size {a} / {b} | {fig['front_sizes'][a]} / {fig['front_sizes'][b]} |",
              f"| front architectures in common (Jaccard) | {fig['common']} ({fig['jaccard']:.2f}) |",
-             f"| HV of {a}'s front on {b} / {b}'s own | {fig[f'hv {a} front on {b}']:.3f} |",
-             f"| HV of {b}'s front on {a} / {a}'s own | {fig[f'hv {b} front on {a}']:.3f} |",
+             f"| fronts of each device's own search alone: sizes {fig['own_sizes'][a]} / {fig['own_sizes'][b]}, in "
+             f"common (Jaccard) | {fig['own_common']} ({fig['own_jaccard']:.2f}) |",
+             f"| HV of {a}'s front on {b} / {b}'s own: run fronts, own-search fronts | "
+             f"{fig[f'hv {a} front on {b}']:.3f}, {fig[f'own hv {a} front on {b}']:.3f} |",
+             f"| HV of {b}'s front on {a} / {a}'s own: run fronts, own-search fronts | "
+             f"{fig[f'hv {b} front on {a}']:.3f}, {fig[f'own hv {b} front on {a}']:.3f} |",
              f"| Kendall tau of the two devices' latencies | {fig['kendall_tau_latency']:.3f} |",
              f"| median latency ratio {b} / {a} | {fig['latency_ratio_median']:.2f} |"]
     return "\n".join(lines)
