@@ -142,7 +142,7 @@ def figures(run_dir: str) -> dict:
 def report(fig: dict, quick: bool, epochs: int, trials: int) -> str:
     a, b = DEVICES
     lines = [f"device fronts: {'QUICK run' if quick else 'full run'}, {fig['space']} space on digits 16x16, supernet "
-             f"{epochs} epoch(s), {trials} trials per device, {fig['seconds']:.0f} s",
+             f"{epochs} epoch(s), {trials} trials per device, {fig['seconds']:.0f} s in the last invocation",
              "", "| figure | value |", "| --- | ---: |",
              f"| trials (both searches) / distinct architectures / scored | {fig['trials']} / {fig['architectures']} / "
              f"{fig['scored']} |",
