@@ -204,6 +204,8 @@ def hardware_change(old: Any, new: Any) -> str | None:
     mapping may become a list that holds it); else the key path of the first device changed or removed."""
     if old == new:
         return None
+    if isinstance(old, dict) and isinstance(new, dict):
+        return _first_difference(old, new, set(), "hardware.")
     if isinstance(old, list) and not isinstance(new, list):
         return "hardware"
     for i, d in enumerate(_entries(old)):
