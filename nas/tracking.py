@@ -113,14 +113,21 @@ def write_local(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_
                 reference: dict | None = None, title: str = "", pictures: dict[int, str] | None = None) -> None:
     """trials.csv, pareto.csv, pareto.html and pareto.png in the run folder; in pareto.html, hovering a trial
     with a picture (`pictures`: trial -> SVG path relative to the run folder) shows it beside the plot."""
-    columns = trial_columns(rows)
-    write_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
-    write_csv(os.path.join(run_dir, "pareto.csv"), [r for r in rows if r.get("on_front")], columns)
+    write_csv(os.path.join(run_dir, "trials.csv"), rows, trial_columns(rows))
+    write_front(run_dir, rows, x, y, reference, title, pictures=pictures)
+
+
+def write_front(run_dir: str, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
+                reference: dict | None = None, title: str = "", stem: str = "pareto",
+                pictures: dict[int, str] | None = None) -> None:
+    """<stem>.csv (the front's rows), <stem>.html and <stem>.png (every trial, the front as a line) in the run
+    folder; hovering a trial with a picture in <stem>.html shows it beside the plot."""
+    write_csv(os.path.join(run_dir, f"{stem}.csv"), [r for r in rows if r.get("on_front")], trial_columns(rows))
     title = title or f"{y} vs {x}"
     fig = pareto_figure(rows, x, y, title, reference, pictures)
     html = fig.to_html(include_plotlyjs=True, full_html=True, post_script=PICTURE_SCRIPT if pictures else None)
-    atomic_write_text(os.path.join(run_dir, "pareto.html"), html)
-    pareto_png(os.path.join(run_dir, "pareto.png"), rows, x, y, title, reference)
+    atomic_write_text(os.path.join(run_dir, f"{stem}.html"), html)
+    pareto_png(os.path.join(run_dir, f"{stem}.png"), rows, x, y, title, reference)
 
 
 def front_chart_rows(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[list[Any]]:
@@ -152,46 +159,66 @@ class WandbTracker:
                               id=resume_id, resume="allow" if resume_id else None, reinit="finish_previous")
         self._wandb = wandb
         self.front_history: list[list[Any]] = []  # [trial, hypervolume, front_size] per logged trial
+        self.device_history: dict[str, list[list[Any]]] = {}  # the same per device of a several-device search
 
     @property
     def id(self) -> str:
         return self.run.id
 
-    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None, front_size: int | None = None) -> None:
-        metrics = {f"trial/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    def log_trial(self, row: dict[str, Any], hypervolume: float | None = None, front_size: int | None = None,
+                  device: str | None = None) -> None:
+        """One trial's metrics (`trial/...`), the running hypervolume and front size; with `device` (one search of
+        several), every key carries `@device` (`trial@cpu-1t/accuracy`, `hypervolume@cpu-1t`)."""
+        at = f"@{device}" if device else ""
+        metrics = {f"trial{at}/{k}": v for k, v in row.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if hypervolume is not None:
-            metrics["hypervolume"] = hypervolume
+            metrics[f"hypervolume{at}"] = hypervolume
         if front_size is not None:
-            metrics["front_size"] = front_size
+            metrics[f"front_size{at}"] = front_size
         if hypervolume is not None or front_size is not None:
-            self.front_history.append([row.get("trial"), hypervolume, front_size])
+            history = self.device_history.setdefault(device, []) if device else self.front_history
+            history.append([row.get("trial"), hypervolume, front_size])
         self.run.log(metrics)
 
     def log_front(self, rows: Sequence[dict[str, Any]], x: str = "latency_ms", y: str = "accuracy",
-                  pictures: dict[int, str] | None = None) -> None:
+                  pictures: dict[int, str] | None = None, device: str | None = None,
+                  trials_table: bool = True) -> None:
         """The trials table, "pareto_front" (wandb's line spec, one colour per series: the front as a line
         through its points sorted by x, the other trials as "trial"), "trials_scatter" (every trial alike),
         when trials were logged with a hypervolume or front size, "front_history" and its chart, and with
-        `pictures` (trial -> PNG path) "front_pictures": the front trials' pictures, sorted by x, captioned."""
+        `pictures` (trial -> PNG path) "front_pictures": the front trials' pictures, sorted by x, captioned.
+        With `device`, the charts are that device's front (`pareto_front@cpu-1t`, ...)."""
+        at = f"@{device}" if device else ""
         columns = trial_columns(rows)
         table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
         front_table = self._wandb.Table(columns=["trial", "arch", x, y, "series"], data=front_chart_rows(rows, x, y))
         front = self._wandb.plot_table("wandb/line/v0", front_table, {"x": x, "y": y, "stroke": "series"},
-                                       {"title": f"{y} vs {x}: Pareto front (series=front) and other trials"})
-        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x}: every trial")
-        logged = {"trials": table, "pareto_front": front, "trials_scatter": scatter}
-        if self.front_history:
-            history = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=self.front_history)
-            logged["front_history"] = history
-            logged["front_evolution"] = self._wandb.plot.line(history, "trial", "hypervolume",
-                                                              title="hypervolume after each trial")
+                                       {"title": f"{y} vs {x}{' on ' + device if device else ''}: Pareto front "
+                                                 f"(series=front) and other trials"})
+        scatter = self._wandb.plot.scatter(table, x, y, title=f"{y} vs {x}{' on ' + device if device else ''}: "
+                                                             f"every trial")
+        logged = {"trials": table} if trials_table else {}
+        logged.update({f"pareto_front{at}": front, f"trials_scatter{at}": scatter})
+        history = self.device_history.get(device) if device else self.front_history
+        if history:
+            history_table = self._wandb.Table(columns=["trial", "hypervolume", "front_size"], data=history)
+            logged[f"front_history{at}"] = history_table
+            logged[f"front_evolution{at}"] = self._wandb.plot.line(
+                history_table, "trial", "hypervolume",
+                title=f"hypervolume after each trial{' on ' + device if device else ''}")
         front = sorted((r for r in rows if r.get("on_front") and r.get("trial") in (pictures or {})),
                        key=lambda r: (r.get(x) is None, r.get(x)))
         if front:  # a list of images: wandb shows it as one media panel, captioned, in front order
-            logged["front_pictures"] = [self._wandb.Image(pictures[r["trial"]], caption=_caption(r, x, y))
-                                        for r in front]
+            logged[f"front_pictures{at}"] = [self._wandb.Image(pictures[r["trial"]], caption=_caption(r, x, y))
+                                             for r in front]
         self.run.log(logged)
-        self.run.summary["front_size"] = sum(1 for r in rows if r.get("on_front"))
+        self.run.summary[f"front_size{at}"] = sum(1 for r in rows if r.get("on_front"))
+
+    def log_trials(self, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+        """The trials table alone (a several-device search: every device's latency and front flags per trial)."""
+        self.run.log({"trials": self._wandb.Table(columns=list(columns),
+                                                  data=[[r.get(c) for c in columns] for r in rows])})
 
     def finish(self) -> None:
         self.run.finish()
@@ -221,7 +248,7 @@ def _leveldb_records(data: bytes):
             pending = b""
 
 
-def read_offline_run(run_path: str, wait_s: float = 30.0) -> dict[str, Any]:
+def read_offline_run(run_path: str, wait_s: float = 20.0) -> dict[str, Any]:
     """Read an offline wandb run folder back: history rows, summary, config and logged tables (waiting up to
     `wait_s` for a just-finished run's log to be complete)."""
     from wandb.proto import wandb_internal_pb2 as pb
@@ -229,16 +256,8 @@ def read_offline_run(run_path: str, wait_s: float = 30.0) -> dict[str, Any]:
     files = glob.glob(os.path.join(run_path, "*.wandb"))
     if not files:
         raise FileNotFoundError(f"no .wandb file in '{run_path}' (expected wandb/offline-run-*/run-*.wandb)")
-    # `run.finish()` can return before wandb's service has written the log: wait for the run's exit record
-    deadline = time.monotonic() + wait_s
-    while True:
-        with open(files[0], "rb") as f:
-            records = [pb.Record.FromString(raw) for raw in _leveldb_records(f.read())]
-        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
     out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "tables": {}}
-    for rec in records:
+    for rec in _finished_records(files[0], pb, wait_s):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             out["history"].append({".".join(i.nested_key) or i.key: json.loads(i.value_json) for i in rec.history.item})
@@ -253,6 +272,23 @@ def read_offline_run(run_path: str, wait_s: float = 30.0) -> dict[str, Any]:
         with open(path) as f:
             out["tables"][key] = json.load(f)
     return out
+
+
+def _finished_records(path: str, pb, wait_s: float = 20.0) -> list:
+    """The records of a run's transaction log, once it holds the run's exit record: wandb's service process writes
+    the log behind `finish()`, so read right after it the file may hold only its header (waits up to `wait_s`;
+    a run killed before its exit gives what there is)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with open(path, "rb") as f:
+            records = []
+            for raw in _leveldb_records(f.read()):
+                rec = pb.Record()
+                rec.ParseFromString(raw)
+                records.append(rec)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
 
 
 def find_offline_runs(run_dir: str) -> list[str]:

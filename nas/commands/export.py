@@ -46,6 +46,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="model.py|DIR",
                    help="the Python file to write; with RUN_DIR a folder (default RUN_DIR/trials/N/)")
     p.add_argument("--onnx", action="store_true", help="also write the model as ONNX beside --out")
+    p.add_argument("--device", metavar="NAME", help="with the RUN_DIR of several devices: whose search and chosen "
+                                                    "point (default: the first device)")
     p.set_defaults(func=run)
 
 
@@ -75,7 +77,7 @@ def run_folder(args) -> int:
     if args.out and Path(args.out).suffix == ".py":
         raise UserError(f"--out {args.out}: with a run folder --out is a folder "
                          f"(model.py, weights.pt, arch.yaml go in it)")
-    trial, metrics, written = export_run(args.arch, args.trial, args.out, onnx=args.onnx)
+    trial, metrics, written = export_run(args.arch, args.trial, args.out, onnx=args.onnx, device=args.device)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"trial {trial}" + (f": {shown}" if shown else ""))
     if not any(p.name == "weights.pt" for p in written):
@@ -88,8 +90,9 @@ def run_folder(args) -> int:
 def run(args) -> int:
     if Path(args.arch).is_dir():
         return run_folder(args)
-    if args.trial is not None:
-        raise UserError(f"--trial: needs a search run folder; {args.arch} is not a folder")
+    if args.trial is not None or args.device is not None:
+        flag = "--trial" if args.trial is not None else "--device"
+        raise UserError(f"{flag}: needs a search run folder; {args.arch} is not a folder")
     if "/" in args.arch and ";" not in args.arch and not Path(args.arch).exists():
         raise MissingFile(f"{args.arch} does not exist (expected a search run folder or an Arch YAML file)")
     if not args.out:

@@ -15,7 +15,7 @@ from nas.latency.table import LatencyTable, table_path
 from nas.latency.units import space_units
 from nas.latency.validate import format_report, validate
 from nas.spec.resolve import load_space, load_splits
-from nas.spec.sections import load_spec
+from nas.spec.sections import devices, load_spec
 from search_spaces.loader import parse_yaml
 
 DESCRIPTION = """\
@@ -61,6 +61,8 @@ def register(subparsers) -> None:
                        help="override a key of the space (e.g. --set input_size=224)")
         a.add_argument("--allow-foreign", action="store_true", help="use a table measured on another machine")
         a.add_argument("--seed", type=int, default=0, help="seed of the sampled networks")
+        a.add_argument("--device", metavar="NAME", help="a spec whose hardware: is a list of devices: which one "
+                       "(default: the first; its table goes to the run folder's latency/NAME/)")
         if name == "build":
             a.add_argument("--calibrate", type=int, metavar="N", help="calibration networks (default: spec's "
                            "hardware.calibration_archs, else 24; 0: skip)")
@@ -95,11 +97,14 @@ def resolve(args):
     hardware, out = None, args.out
     if _is_spec(args.target):
         spec = load_spec(args.target)
-        hardware = spec.hardware
+        hardware, folder = spec_device(spec, args.device)
         spec.space.overrides = {**spec.space.overrides, **overrides}  # --set wins over the spec and the data
         space = load_space(spec, load_splits(spec))
         profile = profile_of(hardware)
-        out = out or os.path.join(spec.out_dir, "latency")
+        out = out or folder
+    elif args.device:
+        raise UserError(f"--device {args.device}: names a device of a spec's hardware: list; "
+                        f"'{args.target}' is not a spec")
     else:
         space = search_spaces.load(args.target, **overrides)
         profile = DeviceProfile()
@@ -108,6 +113,20 @@ def resolve(args):
                                  ("dtype", args.dtype), ("channels_last", args.channels_last),
                                  ("repeats", args.repeats)) if v is not None}
     return space, profile.with_(**changes), out, hardware
+
+
+def spec_device(spec, name: str | None):
+    """The hardware section `nas latency` measures, and its table folder in the run folder: the spec's one
+    `hardware:` (RUN/latency/), or the named (default: first) device of its list (RUN/latency/NAME/)."""
+    named = devices(spec)
+    if named is None:
+        if name:
+            raise UserError(f"--device {name}: the spec's hardware: is one device, not a list; drop --device")
+        return spec.hardware, os.path.join(spec.out_dir, "latency")
+    name = name or next(iter(named))
+    if name not in named:
+        raise UserError(f"--device {name}: not a device of the spec; valid: {', '.join(named)}")
+    return named[name], os.path.join(spec.out_dir, "latency", name)
 
 
 def _table_file(args, hardware, out: str, profile) -> str:

@@ -68,6 +68,8 @@ def run(args) -> int:
 
 
 def format_summary(summary: dict, run_dir: str) -> str:
+    if "devices" in summary:
+        return format_devices(summary, run_dir)
     lines = [f"{summary['trials']} trials ({summary['complete']} complete) in {summary['seconds']:.0f} s; "
              f"front of {len(summary['front'])}, hypervolume {summary['hypervolume']:.4g}"]
     for r in sorted(summary["front"], key=lambda r: r.get("latency_ms", 0)):
@@ -83,6 +85,23 @@ def format_summary(summary: dict, run_dir: str) -> str:
         lines.append(f"best/: trial {summary['best']['trial']} ({source})")
     lines.append(f"outputs: {run_dir}/ (trials.csv, pareto.csv, pareto.html, pareto.png, study.db, best/)")
     return "\n".join(l for l in lines if l)
+
+
+def format_devices(summary: dict, run_dir: str) -> str:
+    """A several-device search: each device's front (its latency), hypervolume and exported point."""
+    lines = [f"{summary['trials']} trials ({summary['complete']} complete) over {len(summary['devices'])} devices "
+             f"in {summary['seconds']:.0f} s"]
+    for name, d in summary["devices"].items():
+        lines.append(f"{name}: front of {len(d['front'])}, hypervolume {d['hypervolume']:.4g}"
+                     + (f", best/{name}/: trial {d['best']['trial']} of {d['best']['device']}'s search"
+                        if "best" in d else ""))
+        for r in sorted(d["front"], key=lambda r: r.get("latency_ms", 0)):
+            shown = [k for k in r if k not in COST_METRICS and "@" not in k and isinstance(r[k], float)]
+            metrics = "  ".join(f"{k}={r[k]:.4g}" for k in [*shown, "latency_ms", "params"]
+                                if isinstance(r.get(k), (int, float)))
+            lines.append(f"  #{r['trial']:<4d} ({r['device']}) {metrics}")
+    lines.append(f"outputs: {run_dir}/ (trials.csv, pareto@DEVICE.csv/.html/.png, study.db, best/DEVICE/)")
+    return "\n".join(lines)
 
 
 def format_retrain(retrain: dict) -> list[str]:

@@ -108,9 +108,10 @@ def summary_values(summary: Mapping[str, Any], trial: int, quality: Sequence[str
 
 def write_card(out: str | os.PathLike, arch: Arch, *, title: str, summary: Mapping[str, Any] | None, trial: int,
                quality: Sequence[str], search_mode: str, device: str, latency_model=None,
-               weights: str | None = "weights.pt") -> list[Path]:
+               weights: str | None = "weights.pt", other_devices: Mapping[str, float] | None = None) -> list[Path]:
     """arch.svg, arch.png (the picture, latency shares from `latency_model`) and README.md (the model card) of
-    trial `trial` in folder `out`; returns the paths written."""
+    trial `trial` in folder `out` (`other_devices`: the predicted ms on a several-device run's other devices);
+    returns the paths written."""
     out = Path(out)
     predicted, measured, qual = summary_values(summary or {}, trial, quality, search_mode)
     if predicted is None and latency_model is not None:
@@ -120,6 +121,8 @@ def write_card(out: str | os.PathLike, arch: Arch, *, title: str, summary: Mappi
     diagram = arch_diagram(arch, latency_model, title=title, macs=macs, lines=lines)
     written = write_diagram(diagram, out / "arch")
     latency = {device: {"predicted_ms": predicted, "measured_ms": measured}} if predicted is not None else None
+    if latency is not None and other_devices:
+        latency.update({d: {"predicted_ms": ms, "measured_ms": None} for d, ms in other_devices.items() if d != device})
     card = model_card(title=title, task=arch.task, arch_string=arch.to_string(), in_channels=arch.in_channels,
                       input_size=arch.input_size, num_classes=arch.num_classes, params=diagram.params, macs=macs,
                       latency=latency, quality=qual, weights=weights)

@@ -14,6 +14,7 @@ from nas.spec.schema import to_dict
 def profile_of(hardware):
     """The `DeviceProfile` of a spec's `hardware:` section (a HardwareSection or a mapping)."""
     d = to_dict(hardware) if not isinstance(hardware, dict) else dict(hardware)
+    d.pop("name", None)  # a device's name in a `hardware:` list (nas.spec.sections.DeviceSection)
     return DeviceProfile.from_dict(d)  # drops the table keys (calibration_archs, table, allow_foreign)
 
 

@@ -175,10 +175,10 @@ class MultiTrialScorer:
     """Scores an arch by training it from scratch; the spec's early-stopping rule (`stopping_rule`) prunes weak
     candidates at the rungs. `cost(arch)` (ArchEvaluator.cost) gives the cost objectives the pareto rule ranks on."""
 
-    def __init__(self, ctx, cost: Callable[[Any], dict[str, float]] | None = None):
+    def __init__(self, ctx, cost: Callable[[Any], dict[str, float]] | None = None, rungs: str | None = None):
         self.ctx, self.cost = ctx, cost
         self.rule_name = early_stopping(ctx.spec)
-        self.halving = stopping_rule(ctx.spec, ctx.path("multi_trial_rungs.json"))
+        self.halving = stopping_rule(ctx.spec, rungs or ctx.path("multi_trial_rungs.json"))
 
     def __call__(self, arch) -> dict[str, float]:
         ctx, primary = self.ctx, self.ctx.task.primary

@@ -14,8 +14,9 @@ class ArchEvaluator:
 
     def __init__(self, score: Callable[[Arch], dict[str, float]], latency_model=None,
                  constraints: Sequence = (), cache: dict[str, dict[str, Any]] | None = None,
-                 quality: Sequence[str] = ()):
+                 quality: Sequence[str] = (), device_models: dict | None = None):
         self.score = score
+        self.device_models = dict(device_models or {})  # several devices: each one's latency, `latency_ms@NAME`
         self.quality = tuple(quality)  # the task's metrics: a score that reports none of them fails the run
         self.latency_model = latency_model
         self.constraints = list(constraints)
@@ -31,6 +32,9 @@ class ArchEvaluator:
                    "peak_activation_mb": float(getattr(c, "peak_activation_bytes", 0)) / 2 ** 20}
             if self.latency_model is not None:
                 out["latency_ms"] = float(self.latency_model.predict(arch))
+            for name, model in self.device_models.items():
+                out[f"latency_ms@{name}"] = out["latency_ms"] if model is self.latency_model else float(
+                    model.predict(arch))
             self.cost_cache[key] = out
         return dict(self.cost_cache[key])
 

@@ -14,12 +14,13 @@ from nas.latency import stage as latency_stage
 from nas.runlock import RunLock
 from nas.search.constraints import Constraint, check_achievable
 from nas.search.context import RunContext
+from nas.search.devices import adopt_single_device_run, check_devices, search_devices
 from nas.search.shared import close_trials
 from nas.search.stages import search_and_report, trained_supernet
 from nas.search.worker import check_worker, run_worker
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
-from nas.spec.sections import COST_METRICS, Spec
+from nas.spec.sections import COST_METRICS, Spec, devices, split_metric
 from nas.storage import local_file, open_storage, resolve
 from nas.tasks import task_for
 from search_spaces.loader import parse_yaml
@@ -62,11 +63,16 @@ class SearchRun:
         check_data(task, splits, spec)
         check_objectives(task, spec)
         check_hardware(spec)
+        if devices(spec):
+            check_devices(spec)
         check_constraints_before_latency(space, spec, task)
         url = resolve(spec.search.storage, self.dir)
         if local_file(url) is None:
             open_storage(url)  # a database server that cannot be reached is one line before any work
         if worker:
+            if devices(spec):
+                raise UserError("--worker: a search of several devices (hardware: a list) runs in one process; "
+                                "drop --worker, or give hardware: one device")
             check_worker(spec)
         elif resume and not os.path.isfile(os.path.join(self.dir, "spec.yaml")):
             raise MissingFile(f"--resume: '{self.dir}' holds no run to resume (no spec.yaml); drop --resume to start "
@@ -95,10 +101,16 @@ class SearchRun:
             with open(spec_path) as f:
                 old = parse_yaml(f, spec_path, SpecError)
             new = parse_yaml(text, "spec", SpecError)
-            changed = _first_difference(old, new, ignore=RESUMABLE_CHANGES)
+            changed = hardware_change(old.get("hardware"), new.get("hardware")) or _first_difference(
+                old, new, ignore=RESUMABLE_CHANGES | {"hardware"})
             if changed:
                 raise SpecError(f"--resume: the spec differs from the run's spec.yaml at '{changed}'; "
-                                f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume")
+                                f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume, and devices "
+                                f"may be added to hardware:")
+            adopted = single_device_entry(old.get("hardware"), new.get("hardware"))
+            if adopted is not None:
+                d = self.spec.hardware[adopted]
+                adopt_single_device_run(self.dir, self.spec.name, d.name, latency_stage.profile_of(d).key())
         os.makedirs(self.dir, exist_ok=True)
         atomic_write_text(spec_path, text)
 
@@ -135,6 +147,8 @@ class SearchRun:
         with RunLock(self.dir, "nas search", wait_s=LOCK_WAIT_S) as lock:
             close_trials(self.dir)
             t0 = time.time()
+            if devices(self.spec):
+                return search_devices(self.ctx, t0)
             latency_model = self.latency_model()
             constraints = self.constraints(latency_model)
             return search_and_report(self.ctx, latency_model, constraints, t0, lock=lock)
@@ -163,19 +177,21 @@ def holds_run(folder: str) -> bool:
 def check_hardware(spec: Spec) -> None:
     """The devices the spec asks for are here: CUDA for `hardware.kind: cuda` and `supernet.sync_bn`,
     onnxruntime for `onnxruntime-cpu`, a global batch that splits over the DDP processes."""
-    hw = spec.hardware
-    if hw.kind == "cuda" and not torch.cuda.is_available():
-        raise UserError("hardware.kind: 'cuda' but this machine has no CUDA GPU (torch.cuda.is_available() is "
-                        "False); valid here: cpu, onnxruntime-cpu")
-    if hw.kind == "onnxruntime-cpu" and importlib.util.find_spec("onnxruntime") is None:
-        raise UserError("hardware.kind: 'onnxruntime-cpu' needs the onnxruntime package (pip install onnxruntime); "
-                        "or use kind: cpu")
+    entries = [("hardware", spec.hardware)] if not isinstance(spec.hardware, list) else [
+        (f"hardware[{i}]", hw) for i, hw in enumerate(spec.hardware)]
+    for key, hw in entries:
+        if hw.kind == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"{key}.kind: 'cuda' but this machine has no CUDA GPU (torch.cuda.is_available() is "
+                            f"False); valid here: cpu, onnxruntime-cpu")
+        if hw.kind == "onnxruntime-cpu" and importlib.util.find_spec("onnxruntime") is None:
+            raise UserError(f"{key}.kind: 'onnxruntime-cpu' needs the onnxruntime package (pip install "
+                            f"onnxruntime); or use kind: cpu")
+        if hw.table and not os.path.isfile(hw.table):
+            raise MissingFile(f"{key}.table: '{hw.table}' does not exist; build it with `nas latency build`, or "
+                              f"remove the key to build the table in the run folder")
     if spec.supernet.sync_bn and not torch.cuda.is_available():
         raise UserError("supernet.sync_bn: SyncBatchNorm runs on CUDA only and this machine has none; "
                         "set sync_bn: false")
-    if hw.table and not os.path.isfile(hw.table):
-        raise MissingFile(f"hardware.table: '{hw.table}' does not exist; build it with `nas latency build`, or "
-                          f"remove the key to build the table in the run folder")
     d = spec.distributed
     n = d.nproc if d.backend == "ddp" else d.num_workers if d.backend == "ray" else 1
     if spec.data.batch_size % n:
@@ -187,7 +203,7 @@ def check_hardware(spec: Spec) -> None:
 def check_constraints_before_latency(space, spec: Spec, task) -> None:
     """Constraints on params, MACs, memory that no architecture of the space meets refuse the run before the
     folder is written; latency ones are checked once the table is measured (`SearchRun.constraints`)."""
-    early = [Constraint(m, float(v)) for m, v in spec.constraints.items() if m != "latency_ms"]
+    early = [Constraint(m, float(v)) for m, v in spec.constraints.items() if split_metric(m)[0] != "latency_ms"]
     check_achievable(space, early, task)
 
 
@@ -208,6 +224,38 @@ def check_objectives(task, spec: Spec) -> None:
     if all(o.metric in COST_METRICS for o in spec.objectives):
         raise SpecError(f"objectives: at least one quality metric is needed; task '{task.name}' measures "
                         f"{', '.join(task.quality)}")
+
+
+def _entries(hardware: Any) -> list[dict]:
+    return hardware if isinstance(hardware, list) else [hardware] if isinstance(hardware, dict) else []
+
+
+def _same_device(old: dict, new: dict) -> bool:
+    """`new` is the device `old` describes (an unnamed `hardware:` mapping matches whatever name it has now)."""
+    return isinstance(old, dict) and isinstance(new, dict) and (
+        old == new or (not isinstance(old.get("name"), str) and {**old, "name": None} == {**new, "name": None}))
+
+
+def hardware_change(old: Any, new: Any) -> str | None:
+    """None when `new` keeps every device of `old` as it was (devices may be added on resume, a `hardware:`
+    mapping may become a list that holds it); else the key path of the first device changed or removed."""
+    if old == new:
+        return None
+    if isinstance(old, dict) and isinstance(new, dict):
+        return _first_difference(old, new, set(), "hardware.")
+    if isinstance(old, list) and not isinstance(new, list):
+        return "hardware"
+    for i, d in enumerate(_entries(old)):
+        if not any(_same_device(d, n) for n in _entries(new)):
+            return f"hardware[{i}]" if isinstance(old, list) else "hardware"
+    return None
+
+
+def single_device_entry(old: Any, new: Any) -> int | None:
+    """Where a run's one `hardware:` mapping went in the list it is resumed with (None: no such change)."""
+    if isinstance(old, dict) and isinstance(new, list):
+        return next((i for i, n in enumerate(new) if _same_device(old, n)), None)
+    return None
 
 
 def _first_difference(old: Any, new: Any, ignore: set[str], prefix: str = "") -> str | None:

@@ -83,6 +83,8 @@ def metric_of(ctx, evaluator: ArchEvaluator, name: str) -> tuple[Callable[[Arch]
     """`arch -> value` of a cost metric, and whether it is cheap (a table lookup, not a counting pass)."""
     if name == "latency_ms" and evaluator.latency_model is not None:
         return evaluator.latency_model.predict, True
+    if name.startswith("latency_ms@") and name[len("latency_ms@"):] in evaluator.device_models:
+        return evaluator.device_models[name[len("latency_ms@"):]].predict, True
     cheap = ctx.task.cheap_cost(ctx.space, name)
     if cheap is not None:
         return cheap, True

@@ -98,21 +98,7 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float, lo
     spread, metric = enqueue_first_trials(ctx, study, evaluator)
     if spread:
         ctx.say(f"search: the first {spread} trials spread over the space's {metric} range")
-    # the running front (minimisation form), kept pruned: its hypervolume equals that of every point so far
-    seen = [list(p) for p in study_points(study, ctx.objectives, ctx.directions)]
-    front_pts: list[list[float]] = [seen[i] for i in non_dominated(np.array(seen))] if seen else []
-
-    def on_trial(trial, arch, metrics):
-        vals = [metrics.get(o) for o in ctx.objectives]
-        if metrics.get("feasible") and all(finite(v) for v in vals):
-            p = to_minimisation([vals], ctx.directions)[0]
-            if not any(dominates(np.array(q), p) for q in front_pts):
-                front_pts[:] = [q for q in front_pts if not dominates(p, np.array(q))] + [list(p)]
-        if tracker:
-            row = {"trial": trial.number, **{k: v for k, v in metrics.items() if finite(v)}}
-            tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0,
-                              front_size=len(front_pts))
-
+    on_trial = running_front(ctx, study, ref, tracker)
     done = f"{finished_count(study)} already done in {study_place(ctx)}"
     if ray:
         ctx.say(f"search: {spec.search.trials} trials on Ray Tune ({spec.search.sampler}, {done})")
@@ -162,6 +148,26 @@ def search_and_report(ctx: RunContext, latency_model, constraints, t0: float, lo
     return summary
 
 
+def running_front(ctx: RunContext, study, ref, tracker, device: str | None = None):
+    """The per-trial hook that keeps the study's running front (minimisation form, pruned: its hypervolume equals
+    that of every point so far) and logs each trial with it to wandb (under `@device` for one of several)."""
+    seen = [list(p) for p in study_points(study, ctx.objectives, ctx.directions)]
+    front_pts: list[list[float]] = [seen[i] for i in non_dominated(np.array(seen))] if seen else []
+
+    def on_trial(trial, arch, metrics):
+        vals = [metrics.get(o) for o in ctx.objectives]
+        if metrics.get("feasible") and all(finite(v) for v in vals):
+            p = to_minimisation([vals], ctx.directions)[0]
+            if not any(dominates(np.array(q), p) for q in front_pts):
+                front_pts[:] = [q for q in front_pts if not dominates(p, np.array(q))] + [list(p)]
+        if tracker:
+            row = {"trial": trial.number, **{k: v for k, v in metrics.items() if finite(v)}}
+            tracker.log_trial(row, hypervolume(np.array(front_pts), ref) if front_pts else 0.0,
+                              front_size=len(front_pts), device=device)
+
+    return on_trial
+
+
 def no_result_message(ctx: RunContext, rows) -> str:
     """Why a search has nothing to report: how many trials ran and what became of them."""
     if not rows:
@@ -209,10 +215,10 @@ def start_tracker(ctx: RunContext):
     return WandbTracker(ctx.dir, ctx.spec.name, to_dict(ctx.spec), mode=w.mode, project=w.project, entity=w.entity)
 
 
-def export_best(ctx: RunContext, arch, model, row) -> None:
-    """best/: arch.yaml, model.py (readable PyTorch), weights.pt (inherited or retrained), optional ONNX (its picture
-    and README.md model card follow once the summary is complete: `best_card`)."""
-    best = ctx.path("best")
+def export_best(ctx: RunContext, arch, model, row, folder: str | None = None) -> None:
+    """best/ (or `folder`): arch.yaml, model.py (readable PyTorch), weights.pt (inherited or retrained), optional
+    ONNX (its picture and README.md model card follow once the summary is complete: `best_card`)."""
+    best = folder or ctx.path("best")
     os.makedirs(best, exist_ok=True)
     atomic_write_text(os.path.join(best, "arch.yaml"), arch.to_yaml())
     weights = None

@@ -30,6 +30,13 @@ def _type_name(tp) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
+def _shape_fits(value: Any, tp) -> bool:
+    """`value` is a mapping and `tp` a dataclass or dict, or `value` is a list and `tp` a list type."""
+    if get_origin(tp) in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, dict) and (dataclasses.is_dataclass(tp) or get_origin(tp) is dict)
+
+
 def coerce(value: Any, tp, path: str) -> Any:
     """Check `value` against the annotation `tp`, converting YAML scalars where it is unambiguous."""
     origin = get_origin(tp)
@@ -48,6 +55,10 @@ def coerce(value: Any, tp, path: str) -> Any:
                 return coerce(value, arg, path)
             except SpecError as e:
                 errors.append(e)
+        # a mapping or a list that fits one alternative's shape: that alternative's error says what is wrong inside
+        fitting = [e for arg, e in zip(get_args(tp), errors) if _shape_fits(value, arg)]
+        if len(fitting) == 1:
+            raise fitting[0]
         raise SpecError(f"{path}: expected {_type_name(tp)}, got {value!r}")
     if tp is type(None):
         if value is None:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -120,6 +122,43 @@ class HardwareSection(ProfileFields):
         check_profile(self, path)
         check_range(self, path, {"calibration_archs": (1, None, "an integer >= 1 (whole networks measured to "
                                                                 "calibrate the table; 12-24 is usual)")})
+
+
+@dataclass(frozen=True)
+class DeviceSection(HardwareSection):
+    """One entry of a `hardware:` list: a device profile with a name (default: from the profile, e.g. cpu-1t)."""
+
+    name: Optional[str] = None
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        if self.name is not None and not DEVICE_NAME.fullmatch(self.name):
+            raise SpecError(f"{path}.name: {self.name!r} is not a device name; valid: letters, digits, '-' and '_', "
+                            f"starting with a letter or digit, at most 40 characters, e.g. cpu-1t")
+
+
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+
+
+def default_device_name(hw: ProfileFields) -> str:
+    """A device's name from its profile: cpu-1t / cpu-2t (kind and threads), onnxruntime-cpu, cuda."""
+    if hw.kind == "cpu":
+        return f"cpu-{hw.threads}t"
+    return hw.kind if hw.threads == 1 or hw.kind == "cuda" else f"{hw.kind}-{hw.threads}t"
+
+
+def devices(spec: "Spec") -> dict[str, DeviceSection] | None:
+    """The spec's devices by name when `hardware:` is a list (several devices, one front each); None for the
+    single `hardware:` mapping."""
+    if not isinstance(spec.hardware, list):
+        return None
+    return {d.name or default_device_name(d): d for d in spec.hardware}
+
+
+def split_metric(metric: str) -> tuple[str, str | None]:
+    """`latency_ms@cpu-1t` -> ("latency_ms", "cpu-1t"); a metric without a device -> (metric, None)."""
+    base, at, device = metric.partition("@")
+    return base, (device if at else None)
 
 
 @dataclass
@@ -247,7 +286,8 @@ class Spec:
     space: SpaceSection = field(default_factory=SpaceSection)
     supernet: SupernetSection = field(default_factory=SupernetSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
-    hardware: HardwareSection = field(default_factory=HardwareSection)
+    # one device profile, or a list of them (each its own latency table, search and front over one supernet)
+    hardware: Union[HardwareSection, list[DeviceSection]] = field(default_factory=HardwareSection)
     objectives: list[Objective] = field(default_factory=lambda: [Objective("accuracy", "maximize"),
                                                                  Objective("latency_ms", "minimize")])
     constraints: dict[str, float] = field(default_factory=dict)
@@ -259,10 +299,20 @@ class Spec:
     def validate(self, path: str) -> None:
         check_name(self.name)
         check_range(self, path, {"seed": (0, 2 ** 32 - 1, "an integer in [0, 2**32)")})
+        if isinstance(self.hardware, list):
+            self.hardware = named_devices(self.hardware)
+        names = list(devices(self) or ())
         for key, limit in self.constraints.items():
-            if key not in COST_METRICS:
-                raise SpecError(f"constraints.{key}: unknown constraint; valid: {', '.join(COST_METRICS)}")
-            check_value(limit, f"constraints.{key}", *positive(f"a positive limit ({key} <= limit)"))
+            metric, device = split_metric(key)
+            if metric not in COST_METRICS:
+                raise SpecError(f"constraints.{key}: unknown constraint; valid: {', '.join(COST_METRICS)}"
+                                + (", or latency_ms@DEVICE" if names else ""))
+            if device is not None and (metric != "latency_ms" or device not in names):
+                valid = (f"latency_ms@DEVICE with DEVICE one of {', '.join(names)}" if names else
+                         "latency_ms (a device is named only when hardware: is a list of devices)")
+                what = "only latency is measured per device" if metric != "latency_ms" else "unknown device"
+                raise SpecError(f"constraints.{key}: {what}; valid: {valid}")
+            check_value(limit, f"constraints.{key}", *positive(f"a positive limit ({metric} <= limit)"))
         if not self.objectives:
             raise SpecError("objectives: at least one objective is needed, e.g. [{metric: accuracy}]")
 
@@ -272,6 +322,22 @@ class Spec:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+def named_devices(entries: list[DeviceSection]) -> list[DeviceSection]:
+    """A `hardware:` list with every device named (default names filled in); names must be unique."""
+    if not entries:
+        raise SpecError("hardware: an empty list; give one device profile (a mapping) or a list of them, "
+                        "e.g. [{kind: cpu, threads: 1}, {kind: onnxruntime-cpu}]")
+    out, seen = [], {}
+    for i, d in enumerate(entries):
+        name = d.name or default_device_name(d)
+        if name in seen:
+            raise SpecError(f"hardware[{i}].name: '{name}' is already the name of hardware[{seen[name]}]; valid: a "
+                            f"name of its own (set `name:` on one of them, e.g. {name}-b{d.batch})")
+        seen[name] = i
+        out.append(dataclasses.replace(d, name=name))
+    return out
 
 
 def check_name(name: str) -> None:
