@@ -31,7 +31,7 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
 sys.path.insert(0, ROOT)
@@ -236,33 +236,25 @@ def main(argv=None) -> int:
     searched = [s for s in args.spaces if not args.report_only
                 or os.path.exists(os.path.join(args.work, f"search_{s}", "summary.json"))]
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(search_job, args, s): ("search", s) for s in searched}
-
-        def train(a: str, seed: int) -> None:
+        for space, fut in [(s, pool.submit(search_job, args, s)) for s in searched]:
+            searches[space] = fut.result()
+            log(f"{space}: search done ({searches[space]['seconds']:.0f} s), front {len(searches[space]['front'])}, "
+                f"retraining {len(searches[space]['picks'])} of it and {len(searches[space]['rank'])} rank archs")
+        # seed by seed over every network, so that a run cut short has every space and preset at as many seeds
+        nets = [p["arch"] for s in searches.values() for p in s["picks"]] + list(presets.values())
+        jobs = [(a, seed) for seed in range(args.seeds) for a in nets]
+        jobs += [(a, seed) for seed in range(args.rank_seeds) for s in searches.values() for a in s["rank"]]
+        pending = {}
+        for a, seed in dict.fromkeys(jobs):
             if (done := cached(args, a, seed)) is not None:
                 results[a, seed] = done
             elif not args.report_only:
-                pending[pool.submit(scratch_job, args, a, seed)] = ("scratch", (a, seed))
-
-        for a in presets.values():
-            for seed in range(args.seeds):
-                train(a, seed)
-        while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                kind, key = pending.pop(fut)
-                value = fut.result()
-                if kind == "scratch":
-                    results[key] = value
-                    continue
-                searches[key] = value
-                log(f"{key}: search done ({value['seconds']:.0f} s), front {len(value['front'])}, "
-                    f"retraining {len(value['picks'])} of it and {len(value['rank'])} rank archs")
-                jobs = [(p["arch"], s) for p in value["picks"] for s in range(args.seeds)]
-                jobs += [(a, s) for a in value["rank"] for s in range(args.rank_seeds)]
-                for a, s in jobs:
-                    if (a, s) not in results:
-                        train(a, s)
+                pending[pool.submit(scratch_job, args, a, seed)] = (a, seed)
+        log(f"{len(results)} from-scratch trainings found done, {len(pending)} to run")
+        for fut in as_completed(pending):
+            results[pending[fut]] = fut.result()
+            if len(results) % 5 == 0:
+                log(f"{len(results)} from-scratch trainings done")
     log(f"{len(results)} from-scratch trainings done")
 
     trained = {a for a, _ in results}
