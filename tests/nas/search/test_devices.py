@@ -11,7 +11,7 @@ import sys
 import optuna
 import pytest
 
-from conftest import tiny_spec_in
+from tiny_space import tiny_spec_in
 from nas.cli import main
 from nas.errors import UserError
 from nas.latency import stage as latency_stage

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import tiny_spec_in
+from tiny_space import tiny_spec_in
 from nas.search.runner import SearchRun
 from nas.spec.sections import load_spec
 

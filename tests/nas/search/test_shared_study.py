@@ -15,7 +15,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import tiny_spec_in
+from tiny_space import tiny_spec_in
 from nas.errors import UserError
 from nas.search.front import trial_rows
 from nas.search.runner import SearchRun
