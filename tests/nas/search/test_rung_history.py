@@ -3,6 +3,7 @@ each other's records, an older run's JSON is imported, and what a trial was comp
 import json
 
 import optuna
+import pytest
 
 from nas.search.budget import run_one
 from nas.search.multi_trial import ParetoHalving, SuccessiveHalving, rung_point
@@ -17,9 +18,9 @@ def _pt(acc, lat):
     return rung_point({"accuracy": acc, "latency_ms": lat}, MO, DIRS)
 
 
-def _journal_study(path):
-    return optuna.create_study(study_name="s", storage=open_storage(f"journal:{path}"), directions=DIRS,
-                               load_if_exists=True)
+def _journal_study(path, kind: str = "journal"):
+    url = f"journal:{path}" if kind == "journal" else f"sqlite:///{path}.db"
+    return optuna.create_study(study_name="s", storage=open_storage(url), directions=DIRS, load_if_exists=True)
 
 
 def _candidate(rule, arch: str, point):
@@ -40,8 +41,9 @@ def _run(study, rule, arch, point) -> optuna.trial.FrozenTrial:
     return study.trials[trial.number]
 
 
-def test_two_studies_on_one_journal_decide_on_each_others_records(tmp_path):
-    a, b = _journal_study(tmp_path / "study.log"), _journal_study(tmp_path / "study.log")
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_two_studies_on_one_storage_decide_on_each_others_records(tmp_path, kind):
+    a, b = _journal_study(tmp_path / "study.log", kind), _journal_study(tmp_path / "study.log", kind)
     rule_a = ParetoHalving(None, max_epochs=4, history=StudyHistory(None))
     rule_b = ParetoHalving(None, max_epochs=4, history=StudyHistory(None))
     x = _run(a, rule_a, "x", _pt(0.9, 1.0))
