@@ -92,8 +92,9 @@ class ParetoHalving(Rungs):
     the candidate's objective vector in minimisation form. At a rung, the candidates recorded there (this one
     included, each once, its latest point) are ranked by non-dominated sorting, ties within a front by crowding
     distance (larger first); the candidate continues when fewer than ceil(n/eta) of the n finite ones rank strictly
-    before it. A point with a NaN never continues and is not ranked. Rungs persist as SuccessiveHalving's do:
-    `{"epoch": [[candidate, [values...]], ...]}` in a JSON file, so a resumed search keeps its history."""
+    before it. A point with a NaN never continues and is not ranked. Rungs persist as SuccessiveHalving's do
+    (`{"epoch": [[candidate, [values...]], ...]}` in a JSON file, or the study's trials), so a resumed search keeps
+    its history."""
 
     def keep(self, key: str, epoch: int, point: Sequence[float]) -> bool:
         """Record `key`'s `point` at `epoch`; False when it falls outside the rung's top 1/eta."""

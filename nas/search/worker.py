@@ -3,6 +3,8 @@
 The worker reads the driver's latency table and trained supernet from the run folder (shared storage between
 machines), opens the study at `search.storage` with the spec's sampler, objectives and constraints, and claims
 the study's waiting trials until none is left (nas.search.budget); the driver alone writes the front and export.
+In multi-trial mode a worker's trials record their rungs in the study and are pruned on every process's records
+(nas.search.rung_history).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """One study, many processes: a driver (`nas search SPEC`) and two `nas search SPEC --worker` subprocesses on a
 journal file, then on a real PostgreSQL server: every trial number runs once, the study ends with exactly the
-budget, more than one process ran trials, and the front equals what one process reports for the same trials."""
+budget, more than one process ran trials, and the front equals what one process reports for the same trials;
+and a multi-trial driver + worker whose pareto pruning ranks both processes' rung records."""
 import json
 import os
 import re
@@ -173,6 +174,7 @@ def test_worker_with_another_spec_than_the_driver_is_one_line(tmp_path, capsys):
         err[-1].count("'search.trials'") == 1, err
 
 
+@pytest.mark.slow
 def test_driver_and_a_worker_prune_on_each_others_rungs(tmp_path):
     """Multi-trial with the pareto rule: the rungs live in the study, so each process's decisions rank the other's
     records too (`rung_seen:1`), and each decision is the rule's on exactly those records."""
