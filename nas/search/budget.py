@@ -16,11 +16,19 @@ import socket
 import sys
 import time
 import warnings
+from contextvars import ContextVar
 
 import optuna
 
 State = optuna.trial.TrialState
 log = logging.getLogger("nas.search")
+_RUNNING: ContextVar[optuna.Trial | None] = ContextVar("nas_running_trial", default=None)
+
+
+def running_trial() -> optuna.Trial | None:
+    """The trial `run_one` is running in this thread, on which its objective may record per-trial state (the
+    multi-trial rungs: nas.search.rung_history); None outside one."""
+    return _RUNNING.get()
 
 
 def counts_as_done(t: optuna.trial.FrozenTrial) -> bool:
@@ -60,6 +68,7 @@ def claim(study: optuna.Study, budget: int) -> optuna.Trial | None:
 
 def run_one(study: optuna.Study, trial: optuna.Trial, objective, catch=(FloatingPointError,)) -> None:
     """Run `objective` on a claimed trial and tell the study, as study.optimize does."""
+    token = _RUNNING.set(trial)
     try:
         values = objective(trial)
     except optuna.TrialPruned:
@@ -72,6 +81,8 @@ def run_one(study: optuna.Study, trial: optuna.Trial, objective, catch=(Floating
     except BaseException:  # Ctrl-C or a bug: the trial was never scored and runs again on resume
         study.tell(trial, state=State.FAIL)
         raise
+    finally:
+        _RUNNING.reset(token)
     with warnings.catch_warnings():  # "The value nan is not acceptable": Optuna marks it FAIL, the search goes on
         warnings.simplefilter("ignore", UserWarning)
         study.tell(trial, values)

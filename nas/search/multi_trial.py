@@ -16,12 +16,13 @@ top 1/eta of the candidates recorded there, ranked by non-dominated sorting over
 (quality at that rung, costs known before training), ties in the last front broken by crowding distance; so a fast,
 slightly less accurate candidate, which the scalar rule stops as "bottom half", goes on. `none` prunes nothing.
 The Ray executor applies the same rule object at the same rungs (`ParetoScheduler` in executors/ray_tune.py).
+
+In-process, the rungs' records live in the study (nas.search.rung_history.StudyHistory: each trial's values at the
+rungs are user attrs), so `nas search --worker` processes sharing the study decide on each other's records too.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import tempfile
 from typing import Any, Callable, Sequence
 
@@ -30,9 +31,9 @@ import optuna
 import torch
 
 from nas.data import make_loaders
-from nas.io import atomic_write_json
 from nas.search.objectives import objective_values
 from nas.search.pareto import pareto_rank, to_minimisation
+from nas.search.rung_history import JsonHistory, StudyHistory
 from nas.spec.sections import early_stopping
 from nas.training.loop import TrainConfig, TrainingDiverged
 
@@ -55,25 +56,23 @@ def asha_cutoff(previous: list[float], eta: int) -> float | None:
 
 
 class Rungs:
-    """The values candidates recorded at each rung, in the order recorded, kept in a JSON file
-    (`{"epoch": [[candidate, value], ...]}`) so that a resumed search goes on with the same history."""
+    """The values candidates recorded at each rung, in the order recorded: in `history` (nas.search.rung_history),
+    by default a JSON file at `path` (`{"epoch": [[candidate, value], ...]}`) so that a resumed search goes on
+    with the same history."""
 
-    def __init__(self, path: str | None, max_epochs: int, grace: int = 1, eta: int = 2):
+    def __init__(self, path: str | None, max_epochs: int, grace: int = 1, eta: int = 2, history=None):
         self.path, self.eta = path, eta
         self.rungs = rungs(max_epochs, grace, eta)
-        self.scores: dict[str, list[list]] = {}
-        if path and os.path.exists(path):
-            with open(path) as f:
-                self.scores = json.load(f)
+        self.history = history if history is not None else JsonHistory(path)
+
+    @property
+    def scores(self) -> dict[str, list[list]]:
+        return self.history.scores
 
     def record(self, key: str, epoch: int, value) -> list[list]:
         """Record `key`'s `value` at rung `epoch`; returns the other candidates' entries there. A candidate scored
         again (rerun after an interruption) is compared with the others and recorded anew."""
-        seen = [kv for kv in self.scores.get(str(epoch), []) if kv[0] != key]
-        self.scores[str(epoch)] = seen + [[key, value]]
-        if self.path:
-            atomic_write_json(self.path, self.scores)
-        return seen
+        return self.history.record(key, epoch, value)
 
 
 class SuccessiveHalving(Rungs):
@@ -93,8 +92,9 @@ class ParetoHalving(Rungs):
     the candidate's objective vector in minimisation form. At a rung, the candidates recorded there (this one
     included, each once, its latest point) are ranked by non-dominated sorting, ties within a front by crowding
     distance (larger first); the candidate continues when fewer than ceil(n/eta) of the n finite ones rank strictly
-    before it. A point with a NaN never continues and is not ranked. Rungs persist as SuccessiveHalving's do:
-    `{"epoch": [[candidate, [values...]], ...]}` in a JSON file, so a resumed search keeps its history."""
+    before it. A point with a NaN never continues and is not ranked. Rungs persist as SuccessiveHalving's do
+    (`{"epoch": [[candidate, [values...]], ...]}` in a JSON file, or the study's trials), so a resumed search keeps
+    its history."""
 
     def keep(self, key: str, epoch: int, point: Sequence[float]) -> bool:
         """Record `key`'s `point` at `epoch`; False when it falls outside the rung's top 1/eta."""
@@ -120,13 +120,14 @@ class NoStopping:
         return True
 
 
-def stopping_rule(spec, path: str | None):
-    """The spec's multi-trial pruning rule (search.early_stopping), its rungs kept in `path`."""
+def stopping_rule(spec, path: str | None, history=None):
+    """The spec's multi-trial pruning rule (search.early_stopping), its rungs kept in `history`, by default the JSON
+    file `path`."""
     rule, epochs = early_stopping(spec), spec.search.trial_epochs
     if rule == "pareto":
-        return ParetoHalving(path, epochs)
+        return ParetoHalving(path, epochs, history=history)
     if rule == "scalar":
-        return SuccessiveHalving(path, epochs)
+        return SuccessiveHalving(path, epochs, history=history)
     return NoStopping()
 
 
@@ -173,12 +174,14 @@ def train_candidate(task, spec, splits, arch, epochs: int,
 
 class MultiTrialScorer:
     """Scores an arch by training it from scratch; the spec's early-stopping rule (`stopping_rule`) prunes weak
-    candidates at the rungs. `cost(arch)` (ArchEvaluator.cost) gives the cost objectives the pareto rule ranks on."""
+    candidates at the rungs. `cost(arch)` (ArchEvaluator.cost) gives the cost objectives the pareto rule ranks on.
+    The rungs' records are the study's (StudyHistory); `rungs`, the JSON file of an older run, is imported."""
 
     def __init__(self, ctx, cost: Callable[[Any], dict[str, float]] | None = None, rungs: str | None = None):
         self.ctx, self.cost = ctx, cost
         self.rule_name = early_stopping(ctx.spec)
-        self.halving = stopping_rule(ctx.spec, rungs or ctx.path("multi_trial_rungs.json"))
+        path = rungs or ctx.path("multi_trial_rungs.json")  # an older run's rungs, imported; then a copy
+        self.halving = stopping_rule(ctx.spec, path, history=StudyHistory(path))
 
     def __call__(self, arch) -> dict[str, float]:
         ctx, primary = self.ctx, self.ctx.task.primary

@@ -3,6 +3,8 @@
 The worker reads the driver's latency table and trained supernet from the run folder (shared storage between
 machines), opens the study at `search.storage` with the spec's sampler, objectives and constraints, and claims
 the study's waiting trials until none is left (nas.search.budget); the driver alone writes the front and export.
+In multi-trial mode a worker's trials record their rungs in the study and are pruned on every process's records
+(nas.search.rung_history).
 """
 from __future__ import annotations
 
@@ -17,19 +19,16 @@ from nas.search.objectives import ArchEvaluator
 from nas.search.shared import wait_for_driver
 from nas.search.stages import one_shot_scorer, supernet_with
 from nas.search.study import make_objective, make_sampler, open_study
-from nas.spec.sections import early_stopping
 from nas.storage import local_file, masked, resolve
 from nas.training.checkpoint import read_checkpoint
 
 
 def check_worker(spec) -> None:
-    """What a worker cannot join: Ray's trials (add nodes to the cluster instead), per-process pruning rungs."""
+    """What a worker cannot join: Ray's trials (add nodes to the cluster instead). Multi-trial pruning rungs are
+    the study's (nas.search.rung_history), so workers prune on every process's records."""
     if spec.search.executor == "ray":
         raise UserError("--worker: search.executor is ray, whose trials already run on the Ray cluster; add nodes "
                         "to it (search.ray.address) instead of workers, or use executor: optuna")
-    if spec.search.mode == "multi_trial" and early_stopping(spec) != "none":
-        raise UserError(f"--worker: search.early_stopping '{early_stopping(spec)}' keeps its rungs in the driver's "
-                        f"process; set search.early_stopping: none for workers, or use executor: ray")
 
 
 def worker_seed(seed: int) -> int:

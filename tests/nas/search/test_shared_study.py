@@ -1,6 +1,7 @@
 """One study, many processes: a driver (`nas search SPEC`) and two `nas search SPEC --worker` subprocesses on a
 journal file, then on a real PostgreSQL server: every trial number runs once, the study ends with exactly the
-budget, more than one process ran trials, and the front equals what one process reports for the same trials."""
+budget, more than one process ran trials, and the front equals what one process reports for the same trials;
+and a multi-trial driver + worker whose pareto pruning ranks both processes' rung records."""
 import json
 import os
 import re
@@ -37,14 +38,15 @@ def shared_spec(folder, storage: str) -> dict:
     return spec
 
 
-def run_driver_and_workers(spec: dict, folder) -> tuple[list[subprocess.Popen], list[subprocess.CompletedProcess]]:
-    """`nas search SPEC`, held (SIGSTOP) in its latency stage until WORKERS `nas search SPEC --worker` wait for it,
-    then all to the end."""
+def run_driver_and_workers(spec: dict, folder, workers: int = WORKERS
+                           ) -> tuple[list[subprocess.Popen], list[subprocess.CompletedProcess]]:
+    """`nas search SPEC`, held (SIGSTOP) in its latency stage until `workers` `nas search SPEC --worker` wait for
+    it, then all to the end."""
     spec_file = folder / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "PYTHONPATH": REPO, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-m", "nas.cli", "search", str(spec_file), "--quiet"]
-    errs = [folder / f"stderr-{i}.txt" for i in range(1 + WORKERS)]
+    errs = [folder / f"stderr-{i}.txt" for i in range(1 + workers)]
 
     def start(args, err):
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err.open("w"), text=True)
@@ -170,3 +172,43 @@ def test_worker_with_another_spec_than_the_driver_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("nas search: error: --worker: the spec differs from the driver's ") and \
         err[-1].count("'search.trials'") == 1, err
+
+
+@pytest.mark.slow
+def test_driver_and_a_worker_prune_on_each_others_rungs(tmp_path):
+    """Multi-trial with the pareto rule: the rungs live in the study, so each process's decisions rank the other's
+    records too (`rung_seen:1`), and each decision is the rule's on exactly those records."""
+    from nas.search.multi_trial import ParetoHalving
+    from nas.search.rung_history import from_attr
+
+    trials = 10
+    spec = tiny_spec_in(tmp_path)
+    spec["search"].update({"mode": "multi_trial", "trial_epochs": 2, "trials": trials, "early_stopping": "pareto",
+                           "storage": "journal:study.log"})
+    spec["tracking"]["wandb"]["enabled"] = False
+    procs, _ = run_driver_and_workers(spec, tmp_path, workers=1)
+
+    study = optuna.load_study(study_name=spec["name"], storage=open_storage(resolve("journal:study.log",
+                                                                                    spec["run_dir"])))
+    assert sorted(t.number for t in study.trials) == list(range(trials)) and all(map(counts_as_done, study.trials))
+    pid = {t.number: int(t.user_attrs["process"].rsplit(":", 1)[1]) for t in study.trials}
+    assert set(pid.values()) == {procs[0].pid, procs[1].pid}, pid  # both ran trials
+    ranked = [t for t in study.trials if "rung:1" in t.user_attrs]  # trained (not a repeat of a finished arch)
+    assert ranked and all("rung_seen:1" in t.user_attrs for t in ranked)
+    point = {t.number: from_attr(t.user_attrs["rung:1"]) for t in ranked}
+    def decide(t, seen) -> bool:
+        rule = ParetoHalving(None, max_epochs=2)
+        for n in seen:
+            rule.record(str(n), 1, point[n])
+        return rule.keep("me", 1, point[t.number])
+
+    changed = 0  # decisions that the other process's records turned
+    for t in ranked:  # each decision: the rule on the records it saw (both processes'), the trial's own last
+        seen = t.user_attrs["rung_seen:1"]
+        assert decide(t, seen) == (t.state != optuna.trial.TrialState.PRUNED), (t.number, t.user_attrs)
+        changed += decide(t, seen) != decide(t, [n for n in seen if pid[n] == pid[t.number]])
+    assert changed, [t.user_attrs for t in ranked]
+    # each process decided on the other's records: a worker's trial saw a driver's, and the other way round
+    crossed = {p.pid: any(pid[t.number] == p.pid and any(pid[n] != p.pid for n in t.user_attrs["rung_seen:1"])
+                          for t in ranked) for p in procs}
+    assert crossed == {procs[0].pid: True, procs[1].pid: True}, crossed
