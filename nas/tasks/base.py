@@ -101,6 +101,10 @@ class Task:
         """The `Arch` of a hand-designed network to retrain beside the front (retrain.baseline)."""
         raise UserError(f"retrain.baseline: task '{self.name}' has no baseline presets; remove retrain.baseline")
 
+    def chance(self, space) -> float | None:
+        """The training accuracy of a network that has learned nothing (None: the task has no such level)."""
+        return None
+
     def cheap_cost(self, space, metric: str) -> Callable | None:
         """`arch -> value` of a cost metric that needs no counting pass, where the space has one (else None)."""
         return None

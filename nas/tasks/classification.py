@@ -26,6 +26,9 @@ class Classification(Task):
         return load_preset(name, num_classes=space.num_classes, input_size=space.input_size,
                            in_channels=space.in_channels, width_mult=width_mult)
 
+    def chance(self, space) -> float:
+        return 1.0 / space.num_classes
+
     def cheap_cost(self, space, metric: str):
         return space.params if metric == "params" else None
 
