@@ -204,3 +204,14 @@ def test_the_divergence_hint_names_what_to_change():
         "lower supernet.lr (now 0.5) or lower supernet.grad_clip (now 5)")
     assert divergence_message(float("inf"), 3, TrainConfig(lr=0.5, grad_clip=0)).endswith(
         "lower supernet.lr (now 0.5) or set supernet.grad_clip (e.g. 5.0)")
+
+
+def test_garbage_study_on_resume_is_refused_before_any_work(tiny_spec):
+    from nas.search.runner import SearchRun
+
+    SearchRun(load_spec(tiny_spec))  # spec.yaml written
+    with open(os.path.join(tiny_spec["run_dir"], "study.db"), "wb") as f:
+        f.write(GARBAGE)
+    with pytest.raises(UserError, match=r"study.db: not a readable Optuna study \(file is not a database\)"):
+        SearchRun(load_spec(tiny_spec), resume=True)  # was: found after the supernet had trained again
+    assert not os.path.exists(os.path.join(tiny_spec["run_dir"], "supernet"))
