@@ -23,6 +23,7 @@ import glob
 import math
 import os
 import pickle
+import threading
 import warnings
 from typing import Any, Callable
 
@@ -73,6 +74,23 @@ def _unbound(trial: optuna.Trial) -> optuna.Trial:
     return out
 
 
+class PicklableSampler:
+    """An Optuna sampler's state without its thread locks (Optuna 5.1's NSGA-II sampler holds one, which Tune cannot
+    pickle); `restore` gives the sampler back with fresh locks."""
+
+    def __init__(self, sampler):
+        lock_type = type(threading.Lock())
+        self.cls = type(sampler)
+        self.locks = [k for k, v in vars(sampler).items() if isinstance(v, lock_type)]
+        self.state = {k: v for k, v in vars(sampler).items() if k not in self.locks}
+
+    def restore(self):
+        sampler = self.cls.__new__(self.cls)
+        sampler.__dict__.update(self.state)
+        sampler.__dict__.update({k: threading.Lock() for k in self.locks})
+        return sampler
+
+
 class StudySearch(OptunaSearch):
     """OptunaSearch that records what the in-process executor records, and tells ASHA-stopped trials PRUNED."""
 
@@ -90,10 +108,13 @@ class StudySearch(OptunaSearch):
         state = self.__dict__.copy()
         state["_storage"] = state["_ot_study"] = None
         state["_ot_trials"] = {k: _unbound(t) for k, t in self._ot_trials.items()}
+        state["_sampler"] = PicklableSampler(self._sampler)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        if isinstance(self._sampler, PicklableSampler):
+            self._sampler = self._sampler.restore()
         self._bind()
 
     def save(self, checkpoint_path: str) -> None:

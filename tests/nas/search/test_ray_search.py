@@ -244,3 +244,18 @@ def test_multi_trial_search_on_ray_with_asha(tiny_spec, ray_address):
     assert len(rows) == 6 and summary["complete"] == sum(t.state == State.COMPLETE for t in study.trials)
     assert all(r["on_front"] == "False" for r in rows if r["state"] == "PRUNED")
     assert any(r["on_front"] == "True" for r in rows)
+
+
+def test_the_searcher_pickles_a_sampler_that_holds_a_lock():
+    import pickle
+    import threading
+
+    from nas.search.executors.ray_tune import PicklableSampler
+
+    sampler = optuna.samplers.NSGAIISampler(population_size=6, seed=0)
+    sampler._test_lock = threading.Lock()  # Optuna 5.1's NSGA-II holds one (`_thread_lock`); Tune pickles searchers
+    with pytest.raises(TypeError, match="pickle"):
+        pickle.dumps(sampler)
+    restored = pickle.loads(pickle.dumps(PicklableSampler(sampler))).restore()
+    assert type(restored) is optuna.samplers.NSGAIISampler and restored._population_size == 6
+    assert isinstance(restored._test_lock, type(threading.Lock()))
