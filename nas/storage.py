@@ -108,11 +108,3 @@ def unreadable_study(where: str, error: BaseException) -> str:
     """One line: the study storage cannot be read, why (the driver's first line), and what to do."""
     return (f"{where}: not a readable Optuna study ({first_line(error)}); move it away (or delete it) to start the "
             f"search over, or restore it from a copy")
-
-
-def check_readable(url: str) -> None:
-    """Read the study names of an existing storage: one line (`unreadable_study`) when it is not an Optuna study."""
-    try:
-        open_storage(url).get_all_studies()
-    except STORAGE_ERRORS as e:
-        raise UserError(unreadable_study(local_file(url) or masked(url), e)) from None

@@ -21,7 +21,7 @@ from nas.search.worker import check_worker, run_worker
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.schema import SpecError
 from nas.spec.sections import COST_METRICS, Spec, devices, split_metric
-from nas.storage import check_readable, local_file, open_storage, resolve
+from nas.storage import local_file, open_storage, resolve
 from nas.tasks import task_for
 from search_spaces.loader import parse_yaml
 
@@ -67,10 +67,10 @@ class SearchRun:
             check_devices(spec)
         check_constraints_before_latency(space, spec, task)
         url = resolve(spec.search.storage, self.dir)
-        if local_file(url) is None:
-            open_storage(url)  # a database server that cannot be reached is one line before any work
-        elif os.path.isfile(local_file(url)):
-            check_readable(url)  # a corrupt study file is one line before the supernet trains, not after
+        if local_file(url) is None or os.path.isfile(local_file(url)):
+            # an unreachable database server, or a corrupt study file, is one line before any work (not after the
+            # supernet has trained)
+            open_storage(url)
         if worker:
             if devices(spec):
                 raise UserError("--worker: a search of several devices (hardware: a list) runs in one process; "
