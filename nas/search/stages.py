@@ -65,16 +65,17 @@ MIN_EPOCHS_TO_JUDGE = 5  # fewer epochs (a smoke run) may well end near chance
 def untrained_warning(history: list[dict[str, Any]], chance: float | None) -> str | None:
     """Why the one-shot scores will be noise, when the supernet's paths ended training near chance accuracy.
 
-    Spaces with many op types per layer (resnet, all_ops: a weight per op type) train far slower as a supernet
-    than one network does: each op type gets a share of the steps and the shared stem and classifier serve them
-    all (bench/RESULTS.md, space value)."""
+    Spaces with many op types per layer (resnet, all_ops: a weight per op type) hardly train as a supernet: drawing
+    each layer's op type independently leaves the paths near chance even with two residual block types, where one
+    type with elastic widths and depths trains (bench/supernet_mixing.py, bench/RESULTS.md)."""
     last = history[-1] if history else {}
     accuracy, epoch = last.get("accuracy"), last.get("epoch", 0)
     if chance is None or not isinstance(accuracy, float) or epoch < MIN_EPOCHS_TO_JUDGE or accuracy > 1.5 * chance:
         return None
     return (f"supernet: training accuracy of its paths {accuracy:.3f} after {epoch} epochs is near chance "
-            f"({chance:.3f}): one-shot scores will rank architectures by noise; train longer (supernet.epochs), or "
-            f"search a space of many op types with search.mode: multi_trial")
+            f"({chance:.3f}): one-shot scores will rank architectures by noise; train longer (supernet.epochs), keep "
+            f"retrain on so the front's accuracies are measured, or search a space of many op types with "
+            f"search.mode: multi_trial")
 
 
 def supernet_with(ctx: RunContext, checkpoint: dict):
