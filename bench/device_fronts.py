@@ -22,7 +22,6 @@ The run folder (WORK/run) resumes: run again with more --trials and only the new
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -194,9 +193,9 @@ def main(argv=None) -> int:
     text = report(fig, args.quick, epochs, trials)
     print(text)
     if not args.quick and not args.no_append:
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
-            f.write(f"\n## Device fronts: cpu-1t vs onnxruntime-cpu — {stamp} (`bench/device_fronts.py`)\n\n{text}\n")
+        from results import append_results
+
+        append_results("Device fronts: cpu-1t vs onnxruntime-cpu", "bench/device_fronts.py", text)
     return 0
 
 

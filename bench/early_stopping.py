@@ -17,7 +17,6 @@ space is a small MBConv space written to WORK (--space mobile for the full-size 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -183,9 +182,9 @@ def main(argv=None) -> int:
     text = head + "\n\n" + table(rows)
     print(text)
     if not args.quick and not args.no_append:
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
-            f.write(f"\n## Early stopping in multi-trial mode — {stamp} (`bench/early_stopping.py`)\n\n{text}\n")
+        from results import append_results
+
+        append_results("Early stopping in multi-trial mode", "bench/early_stopping.py", text)
     return 0
 
 

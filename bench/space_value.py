@@ -24,7 +24,6 @@ Every training is kept in WORK and reused: a second run only trains what is miss
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import multiprocessing
@@ -285,10 +284,9 @@ def main(argv=None) -> int:
     with open(os.path.join(args.work, "report.md"), "w") as f:
         f.write(text + "\n")
     if args.record:
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
-            f.write(f"\n## Space value: fronts of mobile / resnet / all_ops vs presets — {stamp} "
-                    f"(`bench/space_value.py`)\n\n{text}\n")
+        from results import append_results
+
+        append_results("Space value: fronts of mobile / resnet / all_ops vs presets", "bench/space_value.py", text)
     return 0
 
 

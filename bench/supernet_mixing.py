@@ -29,7 +29,6 @@ Scenarios (`--scenarios`, default: all):
 from __future__ import annotations
 
 import argparse
-import datetime
 import multiprocessing
 import os
 import random
@@ -194,10 +193,9 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
-            f.write(f"\n## Supernet mixing — {stamp} (`bench/supernet_mixing.py`{' --quick' if args.quick else ''})"
-                    f"\n\n{text}\n")
+        from results import append_results
+
+        append_results("Supernet mixing", f"bench/supernet_mixing.py{' --quick' if args.quick else ''}", text)
     return 0
 
 
