@@ -202,12 +202,11 @@ def test_driver_and_a_worker_prune_on_each_others_rungs(tmp_path):
             rule.record(str(n), 1, point[n])
         return rule.keep("me", 1, point[t.number])
 
-    changed = 0  # decisions that the other process's records turned
     for t in ranked:  # each decision: the rule on the records it saw (both processes'), the trial's own last
         seen = t.user_attrs["rung_seen:1"]
         assert decide(t, seen) == (t.state != optuna.trial.TrialState.PRUNED), (t.number, t.user_attrs)
-        changed += decide(t, seen) != decide(t, [n for n in seen if pid[n] == pid[t.number]])
-    assert changed, [t.user_attrs for t in ranked]
+    # (whether another process's records turned a decision depends on the order the two finish their rungs in, so it
+    # is not asserted: what the records are and that each decision used them is)
     # each process decided on the other's records: a worker's trial saw a driver's, and the other way round
     crossed = {p.pid: any(pid[t.number] == p.pid and any(pid[n] != p.pid for n in t.user_attrs["rung_seen:1"])
                           for t in ranked) for p in procs}
