@@ -42,7 +42,9 @@ def test_fit_recovers_a_known_affine_correction():
     assert Calibration.from_dict(cal.to_dict()) == cal
 
 
-def test_calibration_reduces_the_error_on_held_out_networks(tiny, tmp_path):
+def test_calibration_reduces_the_error_on_held_out_networks(tiny, tmp_path, fake_clock):
+    """With a deterministic clock (whole networks are not the sum of their layers under `fake_ms` either): a timed
+    version of this check is noise-bound on a shared box and lives in bench/latency_fidelity.py."""
     from nas.latency.profile import DeviceProfile
 
     profile = DeviceProfile(warmup=2, repeats=18)
@@ -56,7 +58,7 @@ def test_calibration_reduces_the_error_on_held_out_networks(tiny, tmp_path):
     measured = np.array(measure_archs(held, table, reference=reference_arch(tiny)))
     calibrated = np.mean([abs(model.predict(a) / m - 1) for a, m in zip(held, measured)])
     naive = np.mean([abs(model.raw(a) / m - 1) for a, m in zip(held, measured)])
-    assert calibrated < naive, (calibrated, naive, cal.form)  # the fitted map must beat the plain table sum
+    assert calibrated < min(naive, 0.2), (calibrated, naive, cal.form)  # the fitted map must beat the plain sum
 
 
 def test_arch_point_sums_by_family(tiny, fast, fake_clock):
