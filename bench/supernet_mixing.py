@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import random
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -95,6 +96,11 @@ class ScenarioSampler:
                 out[d.key] = self.rng.choice(choices or list(d.choices))
         return out
 
+    name = "scenario"
+
+    def paths(self, step: int) -> list:
+        return [self.path(step)]
+
     def path(self, step: int):
         s, r, ops = self.scenario, self.rng, self.op_keys
         a = {
@@ -129,14 +135,12 @@ def zero_init_residual_branches(supernet) -> int:
 
 
 def run_scenario(args, scenario: str) -> dict:
-    from torch import nn
-
     from nas.data import make_loaders
     from nas.evaluation.classification import evaluate, recalibrate_bn
     from nas.spec.resolve import load_space, load_splits
     from nas.spec.sections import load_spec
     from nas.supernet.supernet import Supernet
-    from nas.training.loop import TrainConfig, make_optimizer, used_parameters_only, warmup_cosine
+    from nas.training.loop import TrainConfig, train_supernet
 
     torch.set_num_threads(1)
     spec = load_spec({"name": "mixing", "data": {"name": "digits_distorted", "input_size": args.size,
@@ -148,25 +152,12 @@ def run_scenario(args, scenario: str) -> dict:
     if scenario.endswith("zero-init"):
         zero_init_residual_branches(net)
     train, val, _ = make_loaders(splits, args.batch, seed=args.seed)
-    steps = args.epochs * len(train)
     sampler = ScenarioSampler(space, scenario, args.seed)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=0.1, warmup_epochs=1)
-    optimizer = make_optimizer(net, cfg)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(train), steps))
-    criterion, step, per_epoch, t0 = nn.CrossEntropyLoss(), 0, [], time.time()
-    for _ in range(args.epochs):
-        net.train()
-        correct = seen = 0
-        for x, y in train:
-            out = net(x, sampler.path(step))
-            optimizer.zero_grad(set_to_none=True)
-            criterion(out, y).backward()
-            with used_parameters_only(optimizer):
-                optimizer.step()
-            schedule.step()
-            step += 1
-            correct, seen = correct + int((out.argmax(1) == y).sum()), seen + len(y)
-        per_epoch.append(correct / seen)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as run_dir:  # the loop `nas search` trains with, checkpoints thrown away
+        history = train_supernet(net, (train, val), cfg, run_dir, progress=False, sampler=sampler)
+    per_epoch = [record["accuracy"] for record in history]
     rng = random.Random(args.seed + 1)
     randoms = [space.decode({d.key: rng.choice(list(d.choices)) for d in sampler.decisions}) for _ in range(8)]
     held_out = [evaluate(recalibrate_bn(net, train, 8, arch=a), val)["accuracy"] for a in randoms]

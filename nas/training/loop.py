@@ -154,11 +154,12 @@ def _set_epoch(loader, epoch: int) -> None:
 
 def train_supernet(supernet, loaders, cfg, run_dir: str, resume: bool = False, progress: bool = True,
                    on_epoch_end: Callable[[dict, str], None] | None = None,
-                   criterion: nn.Module | None = None) -> list[dict]:
+                   criterion: nn.Module | None = None, sampler=None) -> list[dict]:
     """Train `supernet` with one (or, for sandwich, three) sampled paths per step; returns the epoch history.
-    `criterion`: the task's loss (default: cross-entropy with the config's label smoothing)."""
+    `criterion`: the task's loss (default: cross-entropy with the config's label smoothing); `sampler`: any object
+    with `paths(step)` and a `name` (default: the config's sampler)."""
     cfg = as_config(cfg)
-    sampler = make_sampler(cfg.sampler, supernet.space, cfg.seed)
+    sampler = sampler if sampler is not None else make_sampler(cfg.sampler, supernet.space, cfg.seed)
     return _fit(supernet, sampler, loaders, cfg, run_dir, resume, progress, on_epoch_end, criterion, None)
 
 
