@@ -79,7 +79,10 @@ def run_one(study: optuna.Study, trial: optuna.Trial, objective, catch=(Floating
         study.tell(trial, state=State.FAIL)
         return
     except BaseException:  # Ctrl-C or a bug: the trial was never scored and runs again on resume
-        study.tell(trial, state=State.FAIL)
+        try:
+            study.tell(trial, state=State.FAIL)
+        except Exception as e:  # e.g. SQLite still locked by the read Ctrl-C broke off: resume fails it (fail_stale)
+            log.warning(f"trial {trial.number} stays RUNNING until the search resumes ({type(e).__name__})")
         raise
     finally:
         _RUNNING.reset(token)
