@@ -16,10 +16,15 @@ speed). Printed and (with --record) appended to bench/RESULTS.md:
 - the all_ops supernet's rank correlation: Kendall tau of --rank-archs latency-spread architectures, inherited
   (BN recalibrated) vs from scratch (held-out = val + test), beside the tau between two from-scratch seeds.
 
+With --mode multi_trial every space is searched the other way (`search.mode: multi_trial`): each candidate trained
+from scratch for at most --trial-epochs, weak ones pruned at the rungs (MO-ASHA), no supernet (and so no rank
+correlation); its searches live in WORK/search_<space>_multi_trial_e<N>, its from-scratch trainings are shared.
+
 Every training is kept in WORK and reused: a second run only trains what is missing (the searches resume too).
 
     .venv/bin/python bench/space_value.py --work /work/bench/space_value          # hours on 2 cores
     .venv/bin/python bench/space_value.py --quick --work /tmp/sv                   # smoke run, minutes
+    .venv/bin/python bench/space_value.py --mode multi_trial --spaces all_ops --trials 60 --work WORK
 """
 from __future__ import annotations
 
@@ -52,7 +57,11 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=16)
     p.add_argument("--supernet-epochs", type=int, default=30, help="supernet epochs, the same for every space")
     p.add_argument("--supernet-sampler", default="fair", choices=("uniform", "fair", "sandwich"))
-    p.add_argument("--trials", type=int, default=120, help="one-shot trials per space (default: 120)")
+    p.add_argument("--mode", default="one_shot", choices=("one_shot", "multi_trial"),
+                   help="search.mode of every space's search: one_shot (the supernet scores candidates) or "
+                        "multi_trial (each candidate trained from scratch for --trial-epochs, MO-ASHA pruning)")
+    p.add_argument("--trial-epochs", type=int, default=6, help="multi_trial: a candidate's largest budget")
+    p.add_argument("--trials", type=int, default=120, help="search trials per space (default: 120)")
     p.add_argument("--population", type=int, default=20)
     p.add_argument("--top", type=int, default=4, help="front networks retrained per space (default: 4)")
     p.add_argument("--epochs", type=int, default=15, help="from-scratch epochs (default: 15)")
@@ -68,15 +77,22 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.supernet_epochs, args.trials, args.population, args.top = 1, 8, 4, 2
-        args.epochs, args.seeds, args.rank_archs, args.rank_seeds = 1, 2, 4, 2
+        args.epochs, args.seeds, args.rank_archs, args.rank_seeds, args.trial_epochs = 1, 2, 4, 2, 2
+    if args.mode == "multi_trial":
+        args.rank_archs = 0  # no supernet to correlate
     return args
 
 
 # --- jobs (each runs in a worker process with one thread) --------------------------------------------------
 
+def search_dir(args, space: str) -> str:
+    suffix = f"_multi_trial_e{args.trial_epochs}" if args.mode == "multi_trial" else ""
+    return os.path.join(args.work, f"search_{space}{suffix}")
+
+
 def search_spec(args, space: str) -> dict:
     return {
-        "name": f"space_value_{space}", "seed": args.seed, "run_dir": os.path.join(args.work, f"search_{space}"),
+        "name": f"space_value_{space}", "seed": args.seed, "run_dir": search_dir(args, space),
         "data": {"name": "digits_distorted", "input_size": args.size, "batch_size": 64},
         "space": {"name": space},
         "supernet": {"epochs": args.supernet_epochs, "optimizer": "sgd", "lr": 0.1, "warmup_epochs": 1,
@@ -85,8 +101,8 @@ def search_spec(args, space: str) -> dict:
                      **({"warmup": 2, "repeats": 6} if args.quick else {})},
         "objectives": [{"metric": "accuracy", "direction": "maximize"},
                        {"metric": "latency_ms", "direction": "minimize"}],
-        "search": {"mode": "one_shot", "sampler": "nsga2", "trials": args.trials, "population": args.population,
-                   "bn_batches": 4},
+        "search": {"mode": args.mode, "sampler": "nsga2", "trials": args.trials, "population": args.population,
+                   "bn_batches": 4, "trial_epochs": args.trial_epochs},
         "tracking": {"wandb": {"enabled": False}},
         "export": {"onnx": False},
     }
@@ -102,7 +118,7 @@ def open_run(args, space: str):
 
 
 def search_job(args, space: str) -> dict:
-    """The space's one-shot search (resumed if begun); its front picks and, for all_ops, the rank archs."""
+    """The space's search (resumed if begun); its front picks and, for all_ops, the rank archs."""
     import csv
 
     from nas.search.retrain import spread
@@ -115,7 +131,7 @@ def search_job(args, space: str) -> dict:
         run.run()
     with open(os.path.join(run.dir, "trials.csv")) as f:
         rows = [r for r in csv.DictReader(f)]
-    front = [{"arch": r["arch"], "trial": int(r["trial"]), "oneshot_accuracy": float(r["accuracy"]),
+    front = [{"arch": r["arch"], "trial": int(r["trial"]), "search_accuracy": float(r["accuracy"]),
               "predicted_ms": float(r["latency_ms"])} for r in rows if r["on_front"] == "True"]
     picks = spread(front, args.top, "predicted_ms")
     out = {"space": space, "front": front, "picks": picks, "seconds": time.time() - t0, "rank": []}
@@ -233,23 +249,27 @@ def main(argv=None) -> int:
     results: dict[tuple[str, int], dict] = {}
     searches: dict[str, dict] = {}
     searched = [s for s in args.spaces if not args.report_only
-                or os.path.exists(os.path.join(args.work, f"search_{s}", "summary.json"))]
+                or os.path.exists(os.path.join(search_dir(args, s), "summary.json"))]
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for space, fut in [(s, pool.submit(search_job, args, s)) for s in searched]:
+        pending = {}
+
+        def submit(jobs):
+            for a, seed in dict.fromkeys(jobs):
+                if (done := cached(args, a, seed)) is not None:
+                    results[a, seed] = done
+                elif not args.report_only and (a, seed) not in pending.values():
+                    pending[pool.submit(scratch_job, args, a, seed)] = (a, seed)
+
+        search_futures = [(s, pool.submit(search_job, args, s)) for s in searched]
+        submit([(a, seed) for seed in range(args.seeds) for a in presets.values()])  # beside the searches
+        for space, fut in search_futures:
             searches[space] = fut.result()
             log(f"{space}: search done ({searches[space]['seconds']:.0f} s), front {len(searches[space]['front'])}, "
                 f"retraining {len(searches[space]['picks'])} of it and {len(searches[space]['rank'])} rank archs")
-        # seed by seed over every network, so that a run cut short has every space and preset at as many seeds
-        nets = [p["arch"] for s in searches.values() for p in s["picks"]] + list(presets.values())
-        jobs = [(a, seed) for seed in range(args.seeds) for a in nets]
-        jobs += [(a, seed) for seed in range(args.rank_seeds) for s in searches.values() for a in s["rank"]]
-        pending = {}
-        for a, seed in dict.fromkeys(jobs):
-            if (done := cached(args, a, seed)) is not None:
-                results[a, seed] = done
-            elif not args.report_only:
-                pending[pool.submit(scratch_job, args, a, seed)] = (a, seed)
-        log(f"{len(results)} from-scratch trainings found done, {len(pending)} to run")
+        # seed by seed over every network, so that a run cut short has every space at as many seeds
+        jobs = [(p["arch"], seed) for seed in range(args.seeds) for s in searches.values() for p in s["picks"]]
+        submit(jobs + [(a, seed) for seed in range(args.rank_seeds) for s in searches.values() for a in s["rank"]])
+        log(f"{len(results)} from-scratch trainings found done, {len(pending)} to run or running")
         for fut in as_completed(pending):
             results[pending[fut]] = fut.result()
             if len(results) % 5 == 0:
@@ -275,9 +295,11 @@ def main(argv=None) -> int:
                    f"two from-scratch seeds = {ceiling:.3f} (the noise ceiling); inherited "
                    f"{min(inherited):.3f}-{max(inherited):.3f}, from scratch "
                    f"{min(np.mean(x) for x in scratch):.3f}-{max(np.mean(x) for x in scratch):.3f}")
-    head = (f"space value: digits_distorted {args.size}x{args.size}, {'QUICK ' if args.quick else ''}supernet "
-            f"{args.supernet_epochs} epochs ({args.supernet_sampler}), {args.trials} one-shot trials (nsga2), top "
-            f"{args.top} retrained {args.epochs} epochs x {args.seeds} seeds, cpu 1 thread batch 1; "
+    how = (f"supernet {args.supernet_epochs} epochs ({args.supernet_sampler}), {args.trials} one-shot trials"
+           if args.mode == "one_shot" else
+           f"multi-trial: {args.trials} trials trained from scratch for <= {args.trial_epochs} epochs (MO-ASHA)")
+    head = (f"space value: digits_distorted {args.size}x{args.size}, {'QUICK ' if args.quick else ''}{how} (nsga2), "
+            f"top {args.top} retrained {args.epochs} epochs x {args.seeds} seeds, cpu 1 thread batch 1; "
             f"{time.time() - t0:.0f} s in all")
     text = head + "\n\n" + report
     print("\n" + text)
@@ -308,20 +330,20 @@ def build_report(args, searches, presets, results, ms) -> str:
 
     ref = (0.0, 1.1 * max(ms.values()))
     fronts, lines = {}, []
-    lines += ["| space | network | test acc (mean ± sd) | measured ms | params k | predicted ms | one-shot acc | ops "
+    lines += ["| space | network | test acc (mean ± sd) | measured ms | params k | predicted ms | search acc | ops "
               "| plug-ins |", "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for space, s in searches.items():
         pts = []
         for p in s["picks"]:
             if p["arch"] not in ms:
                 lines.append(f"| {space} | trial {p['trial']} | pending (not trained yet) | | | "
-                             f"{p['predicted_ms']:.3f} | {p['oneshot_accuracy']:.3f} | | |")
+                             f"{p['predicted_ms']:.3f} | {p['search_accuracy']:.3f} | | |")
                 continue
             pt = {**point(p["arch"]), **p}
             ops, plugins = ops_of(p["arch"])
             pts.append(pt)
             lines.append(f"| {space} | trial {p['trial']} | {acc(pt)} | {pt['ms']:.3f} | "
-                         f"{pt['params'] / 1e3:.1f} | {p['predicted_ms']:.3f} | {p['oneshot_accuracy']:.3f} | "
+                         f"{pt['params'] / 1e3:.1f} | {p['predicted_ms']:.3f} | {p['search_accuracy']:.3f} | "
                          f"{', '.join(sorted(ops))} | {', '.join(sorted(plugins - {'none'})) or '-'} |")
         if pts:
             fronts[space] = pts
