@@ -1,5 +1,4 @@
 """bench/gpu_check.py: every step on the CPU with --quick (a subprocess, as it is run), and its reporting."""
-import importlib.util
 import json
 import math
 import os
@@ -7,16 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from bench_helpers import load_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "bench", "gpu_check.py")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # puts bench/ on sys.path (its step modules)
-    return mod
+    return load_bench("gpu_check")  # puts bench/ on sys.path (its step modules)
 
 
 def _finite(x) -> bool:

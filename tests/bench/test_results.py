@@ -1,15 +1,11 @@
 """bench/results.py: a report lands at the end of RESULTS.md under a dated heading, the earlier text kept."""
-import importlib.util
-import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench_helpers import load_bench
 
 
 def test_append_results_keeps_what_is_there(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_results", os.path.join(ROOT, "bench", "results.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("results")
     path = tmp_path / "RESULTS.md"
     path.write_text("# Results\n\nearlier run\n")
     monkeypatch.setattr(mod, "RESULTS", str(path))

@@ -1,20 +1,13 @@
 """bench/space_value.py: each search mode makes a valid spec in its own run folder (no training here)."""
-import importlib.util
-import os
-
 import pytest
+from bench_helpers import load_bench
 
 from nas.spec.sections import load_spec
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("space_value", os.path.join(ROOT, "bench", "space_value.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("space_value")
 
 
 def test_multi_trial_searches_from_scratch_in_a_folder_of_its_own(bench, tmp_path):

@@ -1,21 +1,14 @@
 """bench/supernet_mixing.py: each scenario's sampler varies exactly what the scenario names (no training here)."""
-import importlib.util
-import os
-
 import pytest
+from bench_helpers import load_bench
 
 from nas.spec.resolve import load_space, load_splits
 from nas.spec.sections import load_spec
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("supernet_mixing", os.path.join(ROOT, "bench", "supernet_mixing.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("supernet_mixing")
 
 
 @pytest.fixture(scope="module")
